@@ -1,0 +1,1 @@
+"""Ingest: radar files in, the Zarr store out (readers, alignment, engines, manifest)."""

@@ -1,0 +1,267 @@
+"""The Zarr store: the one contract between ingest and everything after it.
+
+Layout of one store (a Zarr format 3 group per radar domain)::
+
+    rainrate (time, y, x)  uint16, value * 0.01 = mm/h, 65535 = no data (NaN), chunked, compressed
+    valid    (time,)       bool, True where a scan was ingested for that time
+    time     (time,)       int64 seconds since 1970-01-01 UTC: a regular axis, origin + i * step
+    y, x                   pixel centres, projection metres (y decreasing: north-up rows)
+    attrs                  crs, pixel_size_m, time_step_s, time_origin, source, units, chunking
+    _manifest/             JSON records of every source file seen (see ``nowcast.manifest``)
+
+The time axis is pre-allocated and regular: a missing scan stays a row with ``valid=False``
+and NaN data, never an invented frame, and no time can be written twice by appending. Each
+write task owns whole time chunks (all spatial chunks of them), so no two tasks ever write
+the same chunk. Readers see float32 mm/h with NaN, whatever the on-disk encoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from nowcast.errors import StoreError
+from nowcast.scan import Grid
+
+RAIN = "rainrate"
+VALID = "valid"
+TIME = "time"
+SCALE_MMH = 0.01  # lossless to 0.01 mm/h
+FILL_RAW = np.uint16(65535)
+MAX_RAIN_MMH = (int(FILL_RAW) - 1) * SCALE_MMH  # 655.34 mm/h, the largest storable rate
+TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+TIME_CHUNK_COORD = 1 << 20
+
+
+def encode_rain(rain_mmh: np.ndarray) -> np.ndarray:
+    """float mm/h with NaN -> uint16 hundredths with the fill value; rates above the max clip."""
+    rain = np.asarray(rain_mmh, dtype=np.float32)
+    missing = ~np.isfinite(rain)
+    raw = np.rint(np.clip(np.where(missing, 0, rain), 0, MAX_RAIN_MMH) / SCALE_MMH).astype(np.uint16)
+    raw[missing] = FILL_RAW
+    return raw
+
+
+def decode_rain(raw: np.ndarray) -> np.ndarray:
+    """uint16 hundredths -> float32 mm/h with NaN for no data."""
+    rain = raw.astype(np.float32) * np.float32(SCALE_MMH)
+    rain[raw == FILL_RAW] = np.nan
+    return rain
+
+
+def to_epoch_s(time: Any) -> int:
+    return int(np.datetime64(time, "s").astype(np.int64))
+
+
+def from_epoch_s(seconds: Any) -> np.ndarray:
+    return np.asarray(seconds, dtype=np.int64).astype("datetime64[s]")
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """What fixes a store's shape: its grid, time axis and chunking."""
+
+    grid: Grid
+    time_origin: np.datetime64  # time of index 0
+    time_step_s: int
+    chunk_time: int
+    chunk_space: int
+
+    def index_of(self, time: Any) -> int:
+        """Index on the regular axis (may be negative or past the end)."""
+        offset = to_epoch_s(time) - to_epoch_s(self.time_origin)
+        return offset // self.time_step_s
+
+    def time_of(self, index: int | np.ndarray) -> np.ndarray:
+        return from_epoch_s(to_epoch_s(self.time_origin) + np.asarray(index) * self.time_step_s)
+
+    def chunk_of(self, index: int) -> int:
+        return index // self.chunk_time
+
+
+def create_store(path: str, layout: StoreLayout, n_times: int, attrs: dict[str, Any] | None = None) -> zarr.Group:
+    """Write the template: metadata and coordinates only, no data chunks (they read as missing)."""
+    grid = layout.grid
+    ny, nx = grid.shape
+    n_times = max(n_times, 1)
+    root = zarr.open_group(path, mode="w", zarr_format=3)
+    root.attrs.update(
+        {
+            "title": "nowcast radar rain-rate store",
+            "crs": grid.crs,
+            "pixel_size_m": grid.pixel_size,
+            "time_step_s": int(layout.time_step_s),
+            "time_origin": str(np.datetime64(layout.time_origin, "s")),
+            "chunk_time": int(layout.chunk_time),
+            "chunk_space": int(layout.chunk_space),
+            "rain_units": "mm h-1",
+            "store_version": 1,
+            **(attrs or {}),
+        }
+    )
+    space = (min(layout.chunk_space, ny), min(layout.chunk_space, nx))
+    rain = root.create_array(
+        RAIN,
+        shape=(n_times, ny, nx),
+        chunks=(layout.chunk_time, *space),
+        dtype="uint16",
+        fill_value=int(FILL_RAW),
+        compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+        dimension_names=("time", "y", "x"),
+    )
+    rain.attrs.update(
+        {
+            "units": "mm h-1",
+            "standard_name": "rainfall_rate",
+            "long_name": "rain rate",
+            "scale_factor": SCALE_MMH,
+            "add_offset": 0.0,
+            "_FillValue": int(FILL_RAW),
+            "grid_mapping_proj": grid.crs,
+        }
+    )
+    valid = root.create_array(VALID, shape=(n_times,), chunks=(layout.chunk_time,), dtype="bool",
+                              fill_value=False, dimension_names=("time",))
+    valid.attrs["long_name"] = "True where a scan was ingested for this time"
+    time = root.create_array(TIME, shape=(n_times,), chunks=(TIME_CHUNK_COORD,), dtype="int64",
+                             fill_value=0, dimension_names=("time",))
+    time.attrs.update({"units": TIME_UNITS, "calendar": "proleptic_gregorian", "standard_name": "time"})
+    time[:] = to_epoch_s(layout.time_origin) + np.arange(n_times, dtype=np.int64) * layout.time_step_s
+    for name, values, std in (("y", grid.y, "projection_y_coordinate"), ("x", grid.x, "projection_x_coordinate")):
+        coord = root.create_array(name, shape=values.shape, chunks=values.shape, dtype="float64",
+                                  fill_value=0.0, dimension_names=(name,))
+        coord[:] = values
+        coord.attrs.update({"units": "m", "standard_name": std})
+    return root
+
+
+def open_group(path: str, mode: str = "r") -> zarr.Group:
+    try:
+        root = zarr.open_group(path, mode=mode, zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
+        raise StoreError(f"no nowcast store at {path}: run `nowcast ingest` first") from e
+    if RAIN not in root or VALID not in root:
+        raise StoreError(f"{path} is a Zarr group but not a nowcast store (no {RAIN!r}/{VALID!r} arrays)")
+    return root
+
+
+def read_layout(root: zarr.Group) -> StoreLayout:
+    attrs = root.attrs
+    grid = Grid(x=root["x"][:], y=root["y"][:], crs=str(attrs["crs"]))
+    return StoreLayout(
+        grid=grid,
+        time_origin=np.datetime64(attrs["time_origin"], "s"),
+        time_step_s=int(attrs["time_step_s"]),
+        chunk_time=int(attrs["chunk_time"]),
+        chunk_space=int(attrs["chunk_space"]),
+    )
+
+
+def resize_store(root: zarr.Group, layout: StoreLayout, n_times: int) -> None:
+    """Grow the time axis to ``n_times`` (never shrinks); the new rows read as missing."""
+    n_times = max(n_times, root[RAIN].shape[0])
+    ny, nx = layout.grid.shape
+    root[RAIN].resize((n_times, ny, nx))
+    root[VALID].resize((n_times,))
+    root[TIME].resize((n_times,))
+    root[TIME][:] = to_epoch_s(layout.time_origin) + np.arange(n_times, dtype=np.int64) * layout.time_step_s
+
+
+class StoreReader:
+    """Read-only access to a store, cheap to pickle: arrays are opened lazily in each process.
+
+    Training workers, predict and evaluate read through this class only.
+    """
+
+    def __init__(self, path: str):
+        self.path = str(path)
+        self._root: zarr.Group | None = None
+        root = open_group(self.path)
+        self.layout = read_layout(root)
+        self.attrs = dict(root.attrs)
+        self.valid = np.asarray(root[VALID][:], dtype=bool)
+        self.times = from_epoch_s(root[TIME][:])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_root"] = None  # each process opens its own handle
+        return state
+
+    @property
+    def root(self) -> zarr.Group:
+        if self._root is None:
+            self._root = open_group(self.path)
+        return self._root
+
+    @property
+    def grid(self) -> Grid:
+        return self.layout.grid
+
+    @property
+    def n_times(self) -> int:
+        return len(self.valid)
+
+    @property
+    def chunk_time(self) -> int:
+        return self.layout.chunk_time
+
+    def read(self, start: int, stop: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
+        """Rain rate (stop-start, ny, nx) float32 mm/h with NaN, for time indices [start, stop)."""
+        return decode_rain(self.root[RAIN][start:stop, ys, xs])
+
+
+def open_dataset(path: str):
+    """The store as an xarray Dataset (rain rate decoded to mm/h, NaN for no data)."""
+    import xarray as xr
+
+    return xr.open_zarr(path, consolidated=False, zarr_format=3)
+
+
+def write_time_chunk(root: zarr.Group, layout: StoreLayout, chunk: int, rain_mmh: np.ndarray, valid: np.ndarray) -> None:
+    """Write one whole time chunk (all its spatial chunks): the unit of work a task owns.
+
+    Data goes first, then the valid flags, so an interrupted write leaves times marked
+    missing rather than valid with half-written data.
+    """
+    start = chunk * layout.chunk_time
+    stop = start + len(valid)
+    if rain_mmh.shape[0] != len(valid) or (len(valid) != layout.chunk_time and stop != root[RAIN].shape[0]):
+        raise ValueError(f"chunk {chunk}: a write must cover the whole time chunk")
+    root[RAIN][start:stop] = encode_rain(rain_mmh)
+    root[VALID][start:stop] = valid
+
+
+def chunk_bounds(layout: StoreLayout, chunk: int, n_times: int) -> tuple[int, int]:
+    start = chunk * layout.chunk_time
+    return start, min(start + layout.chunk_time, n_times)
+
+
+def write_mock_store(path: str, n_times: int = 48, shape: tuple[int, int] = (64, 64), chunk_time: int = 8,
+                     missing: tuple[int, ...] = (20,), seed: int = 0, pixel_size: float = 1000.0,
+                     time_step_s: int = 300) -> StoreReader:
+    """A small valid store of rain blobs moving east, for tests that need a store and nothing else."""
+    rng = np.random.default_rng(seed)
+    ny, nx = shape
+    grid = Grid.from_corner(0.0, ny * pixel_size, pixel_size, shape, "+proj=stere +lat_0=90 +lon_0=0 +units=m")
+    layout = StoreLayout(grid, np.datetime64("2024-06-01T00:00:00", "s"), time_step_s, chunk_time, 256)
+    root = create_store(path, layout, n_times, attrs={"source": "mock"})
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    centres = rng.uniform(0, 1, size=(4, 2)) * np.array([ny, nx])
+    rain = np.zeros((n_times, ny, nx), np.float32)
+    for t in range(n_times):
+        for k, (cy, cx) in enumerate(centres):
+            r2 = (yy - cy) ** 2 + (xx - (cx + 0.7 * t) % nx) ** 2
+            rain[t] += (5.0 + 5 * k) * np.exp(-r2 / (2 * (3 + k) ** 2))
+    rain[:, :3, :] = np.nan  # a strip of no data
+    rain = np.round(rain, 2)
+    valid = np.ones(n_times, bool)
+    valid[list(missing)] = False
+    rain[~valid] = np.nan
+    for chunk in range(-(-n_times // chunk_time)):
+        start, stop = chunk_bounds(layout, chunk, n_times)
+        write_time_chunk(root, layout, chunk, rain[start:stop], valid[start:stop])
+    return StoreReader(path)
