@@ -23,6 +23,8 @@ class ReaderOptions(Section):
 
 class SourceConfig(Section):
     paths: list[str] = Field(min_length=1)  # files, folders or glob patterns (** allowed)
+    exclude: list[str] = []  # glob patterns of files to leave out
+    time_from_name: bool = True  # plan from the time stamp in file names (checked against content)
     reader: ReaderOptions = ReaderOptions()
 
 

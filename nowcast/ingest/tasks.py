@@ -1,0 +1,161 @@
+"""The unit of ingest work: read the files of one time chunk and write that whole chunk.
+
+``ingest_chunk`` is a pure function of its ``ChunkJob``; every engine (serial, Dask, Spark)
+only maps it over jobs. A job owns its time chunk (every spatial chunk of it), so no two
+jobs ever write the same Zarr chunk. Bad files are recorded, never raised; a failure of the
+store itself is raised with the chunk that failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from nowcast import store
+from nowcast.errors import NowcastError, ReaderError
+from nowcast.ingest import manifest
+from nowcast.ingest.align import SpatialPlan
+from nowcast.ingest.config import ReaderOptions
+from nowcast.ingest.manifest import DUPLICATE, INCOMPLETE, INGESTED, QUARANTINED, Record
+from nowcast.ingest.readers import read_scan
+from nowcast.ingest.sources import SourceFile
+
+log = logging.getLogger(__name__)
+
+
+class ChunkWriteError(NowcastError):
+    """Writing a chunk to the store failed; names the chunk and its times."""
+
+
+@dataclass(frozen=True)
+class FileJob:
+    source: SourceFile
+    index: int  # planned row on the store's time axis (from the file name or a probe)
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """Everything a worker needs to ingest one time chunk: plain data, cheap to pickle."""
+
+    store_path: str
+    run_id: str
+    chunk: int
+    start: int  # first row of the chunk
+    stop: int  # one past the last row
+    files: tuple[FileJob, ...]
+    layout: store.StoreLayout
+    spatial: SpatialPlan
+    reader: ReaderOptions
+    scans_per_step: int = 1  # > 1 averages that many source scans into one step
+    tolerance_s: float = 60.0
+    read_existing: bool = False  # the chunk already holds valid rows: start from its data
+    keep_rows: tuple[int, ...] = ()  # rows claimed by files in the manifest: never written again
+
+
+@dataclass
+class ChunkResult:
+    chunk: int
+    records: list[Record]
+    n_written: int  # rows newly valid
+
+
+def target_index(layout: store.StoreLayout, time: np.datetime64, scans_per_step: int, tolerance_s: float) -> int | None:
+    """Row for a scan's valid time, or None when it is off the time grid.
+
+    When averaging several scans per step, a scan at t counts towards the step ending at or
+    after t (a step's value covers the interval that ends at its time, as accumulations do).
+    """
+    step = layout.time_step_s
+    offset = store.to_epoch_s(time) - store.to_epoch_s(layout.time_origin)
+    if scans_per_step > 1:
+        return int(-(-offset // step))
+    nearest = int(round(offset / step))
+    return nearest if abs(offset - nearest * step) <= tolerance_s else None
+
+
+def ingest_chunk(job: ChunkJob) -> ChunkResult:
+    """Read, check and align the files of one chunk, then write the whole chunk.
+
+    Raises:
+        ChunkWriteError: the store could not be read or written (the message names the chunk).
+    """
+    n_rows = job.stop - job.start
+    try:
+        root = store.open_group(job.store_path, mode="r+")
+        if job.read_existing:
+            rain = store.decode_rain(root[store.RAIN][job.start:job.stop])
+            valid = np.asarray(root[store.VALID][job.start:job.stop], dtype=bool)
+        else:
+            rain = np.full((n_rows, *job.layout.grid.shape), np.nan, np.float32)
+            valid = np.zeros(n_rows, bool)
+    except Exception as e:  # noqa: BLE001 - re-raised with the chunk named
+        raise ChunkWriteError(f"chunk {job.chunk} (rows {job.start}-{job.stop - 1}) of {job.store_path}: {e}") from e
+
+    keep = set(job.keep_rows)
+    averaging = job.scans_per_step > 1
+    sums = np.zeros_like(rain) if averaging else None
+    nodata = np.zeros(rain.shape, bool) if averaging else None
+    counts = np.zeros(n_rows, np.int32)
+    used: dict[int, list[Record]] = {}
+    records: list[Record] = []
+
+    for file in job.files:
+        src = file.source
+        record = Record(src.path, src.size, src.mtime, QUARANTINED, index=file.index)
+        records.append(record)
+        try:
+            scan = read_scan(src.path, job.reader)
+        except ReaderError as e:
+            record.reason = str(e)
+            continue
+        record.time = str(scan.time)
+        index = target_index(job.layout, scan.time, job.scans_per_step, job.tolerance_s)
+        if index is None:
+            record.reason = f"{src.path}: time {scan.time} is not on the {job.layout.time_step_s} s time grid"
+            continue
+        record.index = index
+        if index != file.index:
+            record.reason = (f"{src.path}: valid time {scan.time} in the file differs from the time "
+                             f"{job.layout.time_of(file.index)} in its name; rename the file or set "
+                             "source.time_from_name: false")
+            continue
+        if not scan.grid.same_as(job.spatial.source):
+            record.reason = (f"{src.path}: grid {scan.grid.describe()} differs from the store's source grid "
+                             f"{job.spatial.source.describe()}")
+            continue
+        row = index - job.start
+        if index in keep or (not averaging and counts[row] > 0):
+            record.status, record.reason = DUPLICATE, f"time {scan.time} already written"
+            continue
+        field = job.spatial.apply(scan.rain_rate)
+        counts[row] += 1
+        if averaging:
+            sums[row] += np.nan_to_num(field, nan=0.0)
+            nodata[row] |= np.isnan(field)
+        else:
+            rain[row] = field
+        used.setdefault(row, []).append(record)
+        record.status, record.reason = INGESTED, ""
+
+    n_written = 0
+    for row, row_records in used.items():
+        complete = counts[row] == job.scans_per_step
+        if averaging:
+            if complete:  # a pixel is no-data if any of the averaged scans lacks it
+                rain[row] = np.where(nodata[row], np.nan, sums[row] / job.scans_per_step)
+            else:
+                rain[row] = np.nan
+                for record in row_records:
+                    record.status = INCOMPLETE
+                    record.reason = f"{counts[row]} of {job.scans_per_step} scans for this step so far"
+        valid[row] = complete
+        n_written += int(complete)
+
+    try:
+        store.write_time_chunk(root, job.layout, job.chunk, rain, valid)
+        manifest.write_part(job.store_path, job.run_id, f"c{job.chunk}", records)
+    except Exception as e:  # noqa: BLE001
+        raise ChunkWriteError(f"chunk {job.chunk} (rows {job.start}-{job.stop - 1}) of {job.store_path}: {e}") from e
+    return ChunkResult(job.chunk, records, n_written)

@@ -1,0 +1,149 @@
+"""Ingest end to end on small CF archives with known contents: values, gaps, re-runs, appends."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nowcast import store
+from nowcast.config import validate
+from nowcast.errors import ConfigError, StoreError
+from nowcast.ingest import manifest
+from nowcast.ingest.config import IngestConfig
+from nowcast.ingest.run import run_ingest
+from tests.cf_archive import write_archive, write_cf_file
+
+
+def make_config(src: Path, dst: Path, engine: str = "serial", **align) -> IngestConfig:
+    return validate(IngestConfig, {
+        "source": {"paths": [str(src)]},
+        "store": {"path": str(dst), "chunk_time": 4, "chunk_space": 16},
+        "align": align,
+        "engine": {"name": engine, "n_workers": 2},
+    })
+
+
+def store_bytes(path: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(path))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def test_ingest_writes_known_values_and_keeps_gaps(tmp_path):
+    fields = write_archive(tmp_path / "src", 11, missing=(3, 7))
+    summary = run_ingest(make_config(tmp_path / "src", tmp_path / "s.zarr"), progress=False)
+    assert summary.counts["ingested"] == 9 and not summary.quarantined
+    reader = store.StoreReader(str(tmp_path / "s.zarr"))
+    assert reader.n_times == 11
+    assert reader.valid.tolist() == [i not in (3, 7) for i in range(11)]
+    data = reader.read(0, 11)
+    for i, expected in fields.items():
+        np.testing.assert_allclose(data[i], expected, atol=0.005)  # lossless to 0.01 mm/h
+        assert np.array_equal(np.isnan(data[i]), np.isnan(expected))  # no-data stays no-data
+        assert (data[i] == 0).sum() == (expected == 0).sum()  # dry stays dry, distinct from no-data
+    assert np.isnan(data[3]).all() and np.isnan(data[7]).all()  # a missing scan is never invented
+    assert str(reader.times[0]) == "2024-06-01T00:00:00"
+    assert reader.layout.time_step_s == 300 and reader.grid.pixel_size == 1000.0
+    assert "+proj=laea" in reader.attrs["crs"]
+
+
+def test_rerun_writes_nothing_and_append_extends(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "s.zarr"
+    write_archive(src, 6)
+    config = make_config(src, dst)
+    run_ingest(config, progress=False)
+    before = store_bytes(dst)
+    again = run_ingest(config, progress=False)
+    assert again.n_new == 0 and sum(again.counts.values()) == 0
+    assert store_bytes(dst) == before
+
+    later = write_archive(src, 5, first_index=8)  # steps 8..12 arrive later; 6 and 7 never do
+    summary = run_ingest(config, progress=False)
+    assert summary.n_new == 5 and summary.counts["ingested"] == 5
+    reader = store.StoreReader(str(dst))
+    assert reader.n_times == 13
+    assert reader.valid.tolist() == [True] * 6 + [False] * 2 + [True] * 5
+    np.testing.assert_allclose(reader.read(12, 13)[0], later[12], atol=0.005)
+    recorded = manifest.read_manifest(str(dst))
+    assert len(recorded) == 11 and {r.status for r in recorded.values()} == {"ingested"}
+    assert sorted(r.index for r in recorded.values()) == [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12]
+
+
+def test_damaged_files_are_quarantined_and_good_ones_land(tmp_path):
+    src = tmp_path / "src"
+    fields = write_archive(src, 8)
+    good = sorted(src.iterdir())
+    (src / "radar_202406010040.nc").write_bytes(good[0].read_bytes()[:500])  # truncated copy
+    (src / "radar_202406010045.nc").write_bytes(b"")  # empty
+    (src / "radar_202406010050.nc").write_bytes(os.urandom(4096))  # not a radar file
+    summary = run_ingest(make_config(src, tmp_path / "s.zarr"), progress=False)
+    assert summary.counts["ingested"] == 8
+    assert summary.counts["quarantined"] == 3
+    reasons = dict(summary.quarantined)
+    for name in ("radar_202406010040.nc", "radar_202406010045.nc", "radar_202406010050.nc"):
+        path = str((src / name).resolve())
+        assert name in reasons[path]  # the reason names the file
+    reader = store.StoreReader(str(tmp_path / "s.zarr"))
+    assert reader.valid[:8].all() and not reader.valid[8:].any()
+    np.testing.assert_allclose(reader.read(5, 6)[0], fields[5], atol=0.005)
+    assert sum(r.status == "quarantined" for r in manifest.read_manifest(str(tmp_path / "s.zarr")).values()) == 3
+
+
+def test_duplicate_time_is_not_written_twice(tmp_path):
+    src = tmp_path / "src"
+    write_archive(src, 4)
+    run_ingest(make_config(src, tmp_path / "s.zarr"), progress=False)
+    other = np.full((32, 40), 99.0, np.float32)
+    write_cf_file(src / "copy_of_202406010005.nc", np.datetime64("2024-06-01T00:05"), other)
+    summary = run_ingest(make_config(src, tmp_path / "s.zarr"), progress=False)
+    assert summary.counts == {"duplicate": 1}
+    assert np.nanmax(store.StoreReader(str(tmp_path / "s.zarr")).read(1, 2)) < 99
+
+
+def test_coarsen_and_average_to_coarser_step(tmp_path):
+    src = tmp_path / "src"
+    fields = write_archive(src, 8, shape=(32, 40), pixel_size=500.0)
+    config = make_config(src, tmp_path / "s.zarr", pixel_size_m=1000.0, time_step_minutes=10,
+                         source_time_step_minutes=5, min_valid_fraction=1.0)
+    summary = run_ingest(config, progress=False)
+    reader = store.StoreReader(str(tmp_path / "s.zarr"))
+    assert reader.grid.shape == (16, 20) and reader.grid.pixel_size == 1000.0
+    # the 10-min step ending at 00:10 averages the scans of 00:05 and 00:10
+    assert str(reader.times[0]) == "2024-06-01T00:00:00" and not reader.valid[0]  # 00:00 alone: incomplete
+    assert summary.counts["incomplete"] == 1
+    def block_mean(a):
+        return a.reshape(16, 2, 20, 2).mean(axis=(1, 3))
+    expected = (block_mean(fields[1]) + block_mean(fields[2])) / 2
+    got = reader.read(1, 2)[0]
+    np.testing.assert_allclose(got, expected, atol=0.006)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+
+
+def test_store_mismatch_and_bad_config_stop_before_work(tmp_path):
+    src = tmp_path / "src"
+    write_archive(src, 4)
+    run_ingest(make_config(src, tmp_path / "s.zarr"), progress=False)
+    write_archive(tmp_path / "src2", 2, first_index=10, shape=(20, 20))
+    with pytest.raises(StoreError, match="does not match"):
+        run_ingest(make_config(tmp_path / "src2", tmp_path / "s.zarr"), progress=False)
+    with pytest.raises(ConfigError, match="matches no file"):
+        run_ingest(make_config(tmp_path / "nowhere", tmp_path / "t.zarr"), progress=False)
+    with pytest.raises(ConfigError, match="store.chunk_time"):
+        validate(IngestConfig, {"source": {"paths": ["x"]}, "store": {"path": "s", "chunk_time": -1}})
+
+
+def test_dask_engine_matches_serial(tmp_path):
+    src = tmp_path / "src"
+    write_archive(src, 10, missing=(4,))
+    run_ingest(make_config(src, tmp_path / "serial.zarr", "serial"), progress=False)
+    summary = run_ingest(make_config(src, tmp_path / "dask.zarr", "dask"), progress=False)
+    assert summary.counts["ingested"] == 9
+    a, b = store.StoreReader(str(tmp_path / "serial.zarr")), store.StoreReader(str(tmp_path / "dask.zarr"))
+    assert np.array_equal(a.valid, b.valid)
+    np.testing.assert_array_equal(a.read(0, 10), b.read(0, 10))
