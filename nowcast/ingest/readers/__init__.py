@@ -16,7 +16,11 @@ from typing import Callable
 
 from nowcast.errors import ReaderError
 from nowcast.ingest.config import ReaderOptions
+from nowcast.ingest.readers.common import checked
+from nowcast.ingest.readers.detect import detect_format
 from nowcast.scan import Scan
+
+__all__ = ["Reader", "available", "detect_format", "get_reader", "read_scan", "register"]
 
 Reader = Callable[[str, ReaderOptions], Scan]
 
@@ -24,9 +28,12 @@ _READERS: dict[str, Reader] = {}
 
 
 def register(name: str) -> Callable[[Reader], Reader]:
+    """Register a reader under ``name``; it is wrapped so the contract above holds for it."""
+
     def decorator(fn: Reader) -> Reader:
-        _READERS[name] = fn
-        return fn
+        wrapped = checked(name, fn)
+        _READERS[name] = wrapped
+        return wrapped
 
     return decorator
 
@@ -42,6 +49,35 @@ def get_reader(name: str) -> Reader:
         return _READERS[name]
     except KeyError:
         raise ReaderError(f"unknown reader {name!r}; available: {', '.join(sorted(_READERS))}") from None
+
+
+def read_scan(path: str, options: ReaderOptions | None = None) -> Scan:
+    """Read one radar file as a validated scan, detecting the format unless options name it.
+
+    Args:
+        path: the file.
+        options: reader options (format, quantity, Z-R, accumulation fallback, max rate);
+            defaults when None.
+
+    Returns:
+        The scan: valid time, float32 mm/h with NaN for no data, north-up grid.
+
+    Raises:
+        ReaderError: naming the file, for anything that cannot be read or is implausible.
+    """
+    path = str(path)
+    options = options if options is not None else ReaderOptions()
+    name = detect_format(path) if options.format == "auto" else options.format
+    try:
+        reader = get_reader(name)
+    except ReaderError as e:
+        raise ReaderError(f"{path}: {e} (source.reader.format)") from None
+    try:
+        return reader(path, options)
+    except ReaderError:
+        raise
+    except Exception as e:  # the wrapper already converts; this only guards a reader registered oddly
+        raise ReaderError(f"{path}: {type(e).__name__}: {e}") from e
 
 
 def _load_builtin() -> None:
