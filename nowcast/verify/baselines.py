@@ -1,0 +1,158 @@
+"""Baseline nowcasts that any model must beat: persistence and optical-flow extrapolation.
+
+Contract of every baseline (one call = one forecast)::
+
+    baseline(frames, n_leads, pixel_size_m, time_step_s) -> forecast
+
+    frames        (T_in, H, W) float mm/h, NaN = no data, oldest first, last = the init time
+    n_leads       number of future frames, one per time step
+    pixel_size_m  grid spacing in metres
+    time_step_s   spacing of the frames in seconds
+    forecast      (n_leads, H, W) float32 mm/h, NaN where the forecast has no data
+
+Motion and advection come from pysteps (Lucas-Kanade and semi-Lagrangian): no hand-written
+optical flow here. pysteps is imported on first use, with its import banner silenced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import io
+import logging
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+Baseline = Callable[[np.ndarray, int, float, int], np.ndarray]
+Forecaster = Callable[[np.ndarray, int], np.ndarray]
+
+# pysteps' usual choices for rain rates in dB (its nowcasting examples use the same)
+DB_THRESHOLD_MMH = 0.1  # rates below this are "no rain" in dB space
+DB_ZEROVALUE = -15.0  # the dB value given to no rain
+DB_BACK_THRESHOLD = -10.0  # on the way back, dB below this (0.1 mm/h) becomes 0 mm/h
+
+
+def import_pysteps(module: str) -> Any:
+    """Import a pysteps module without its "configuration file found" banner on stdout."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return importlib.import_module(module)
+
+
+def _lucas_kanade(motion: Any, frames_db: np.ndarray) -> np.ndarray:
+    """pysteps' dense Lucas-Kanade: (2, H, W) motion (u, v) in pixels per time step.
+
+    With very few tracked features, pysteps' outlier check takes the covariance of one or two
+    vectors and numpy warns; no vector is dropped then and the motion is still right, so those
+    warnings (and only those) are silenced here.
+    """
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.filterwarnings("ignore", message="Degrees of freedom <= 0", category=RuntimeWarning)
+        return motion.get_method("LK")(frames_db)
+
+
+def _check_frames(frames: np.ndarray, n_leads: int, min_frames: int = 1) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 3:
+        raise ValueError(f"frames must be (T_in, H, W), got shape {frames.shape}")
+    if frames.shape[0] < min_frames:
+        raise ValueError(f"this baseline needs at least {min_frames} input frames, got {frames.shape[0]}")
+    if n_leads < 1:
+        raise ValueError(f"n_leads must be at least 1, got {n_leads}")
+    return frames
+
+
+def persistence(frames: np.ndarray, n_leads: int, pixel_size_m: float = 1000.0, time_step_s: int = 300) -> np.ndarray:
+    """The last observed frame, repeated for every lead (Eulerian persistence).
+
+    Args:
+        frames: (T_in, H, W) mm/h with NaN.
+        n_leads: number of lead times.
+        pixel_size_m: unused (part of the baseline contract).
+        time_step_s: unused (part of the baseline contract).
+
+    Returns:
+        (n_leads, H, W) float32 mm/h.
+    """
+    frames = _check_frames(frames, n_leads)
+    last = frames[-1].astype(np.float32)
+    return np.repeat(last[None], n_leads, axis=0)
+
+
+def extrapolation(frames: np.ndarray, n_leads: int, pixel_size_m: float = 1000.0, time_step_s: int = 300,
+                  num_motion_frames: int = 3) -> np.ndarray:
+    """Lagrangian persistence: advect the last frame along the Lucas-Kanade motion field.
+
+    Rain rates go to dB (pysteps ``dB_transform``, threshold 0.1 mm/h, zero value -15 dB);
+    pysteps' dense Lucas-Kanade estimates the motion from the last ``num_motion_frames`` frames
+    (it masks NaN itself: no features are tracked in no-data areas); the semi-Lagrangian scheme
+    advects the last frame, with NaN where the source lies outside the domain or in no data;
+    the result goes back to mm/h (below 0.1 mm/h becomes 0).
+
+    Args:
+        frames: (T_in, H, W) mm/h with NaN; at least two frames.
+        n_leads: number of lead times.
+        pixel_size_m: unused: motion is in pixels per time step.
+        time_step_s: unused for the same reason.
+        num_motion_frames: how many of the last frames feed the motion estimate.
+
+    Returns:
+        (n_leads, H, W) float32 mm/h, NaN where the forecast has no data.
+    """
+    frames = _check_frames(frames, n_leads, min_frames=2)
+    if num_motion_frames < 2:
+        raise ValueError(f"num_motion_frames must be at least 2, got {num_motion_frames}")
+    transformation = import_pysteps("pysteps.utils.transformation")
+    motion = import_pysteps("pysteps.motion")
+    extrapolation_methods = import_pysteps("pysteps.extrapolation")
+
+    shape = (n_leads, *frames.shape[1:])
+    last = frames[-1]
+    if not np.isfinite(last).any():
+        return np.full(shape, np.nan, np.float32)
+    recent = np.array(frames[-num_motion_frames:], dtype=np.float64)
+    recent_db, metadata = transformation.dB_transform(
+        recent, threshold=DB_THRESHOLD_MMH, zerovalue=DB_ZEROVALUE)
+    # all-dry (or all no-data) inputs have nothing to track; LK would return zero motion anyway
+    if np.nanmax(recent_db) > DB_ZEROVALUE:
+        velocity = _lucas_kanade(motion, recent_db)
+    else:
+        velocity = np.zeros((2, *frames.shape[1:]))
+    advect = extrapolation_methods.get_method("semilagrangian")
+    forecast_db = advect(recent_db[-1], velocity, n_leads, outval=np.nan, allow_nonfinite_values=True)
+    forecast, _ = transformation.dB_transform(forecast_db, metadata, threshold=DB_BACK_THRESHOLD, inverse=True)
+    return np.asarray(forecast, dtype=np.float32)
+
+
+BASELINES: dict[str, Baseline] = {
+    "persistence": persistence,
+    "extrapolation": extrapolation,
+}
+
+
+def get_baseline(name: str) -> Baseline:
+    """The baseline called ``name``.
+
+    Raises:
+        KeyError: for an unknown name; the message lists the available ones.
+    """
+    try:
+        return BASELINES[name]
+    except KeyError:
+        raise KeyError(f"unknown baseline {name!r}; available: {', '.join(sorted(BASELINES))}") from None
+
+
+def make_forecaster(name: str, pixel_size_m: float, time_step_s: int, **options: Any) -> Forecaster:
+    """A baseline bound to a grid and time step: ``f(frames, n_leads) -> forecast``, as ``evaluate`` wants.
+
+    Args:
+        name: a key of ``BASELINES``.
+        pixel_size_m: grid spacing in metres.
+        time_step_s: frame spacing in seconds.
+        **options: extra keyword arguments of that baseline (e.g. ``num_motion_frames``).
+    """
+    return functools.partial(get_baseline(name), pixel_size_m=pixel_size_m, time_step_s=time_step_s, **options)
