@@ -40,6 +40,8 @@ class DaskEngine:
 def open_dask(config: EngineConfig):
     from dask.distributed import Client, LocalCluster
 
+    # distributed configures its own loggers at import; keep its chatter out of the run log
+    logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().level))
     if config.address:
         try:
             client = Client(config.address, timeout="20s")
