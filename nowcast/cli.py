@@ -34,3 +34,48 @@ def main() -> None:  # pragma: no cover - console entry point
         app()
     except NowcastError as e:
         fail(e)
+
+
+@app.command("evaluate-baselines")
+def evaluate_baselines(
+    store: Path = typer.Option(..., help="the Zarr store to score forecasts against"),
+    out: Path = typer.Option(..., help="folder for scores.json, scores.md and scores.png"),
+    leads: int = typer.Option(12, min=1, help="lead times scored, one per store time step"),
+    inputs: int = typer.Option(3, min=2, help="input frames per forecast (extrapolation tracks motion over them)"),
+    baseline: List[str] = typer.Option(["persistence", "extrapolation"], help="a baseline to score (repeatable)"),
+    start: Optional[str] = typer.Option(None, help="earliest init time, e.g. 2024-06-01T00:00"),
+    end: Optional[str] = typer.Option(None, help="latest init time"),
+    stride: int = typer.Option(1, min=1, help="score every k-th valid start"),
+    max_starts: Optional[int] = typer.Option(None, min=1, help="score at most this many starts"),
+) -> None:
+    """Score the persistence and optical-flow extrapolation baselines over a store, per lead time."""
+    import numpy as np
+
+    from nowcast.store import StoreReader
+    from nowcast.verify.baselines import BASELINES, make_forecaster
+    from nowcast.verify.evaluate import evaluate
+    from nowcast.verify.report import write_reports
+
+    unknown = [name for name in baseline if name not in BASELINES]
+    if unknown:
+        raise typer.BadParameter(f"unknown baseline {unknown[0]!r}; available: {', '.join(sorted(BASELINES))}",
+                                 param_hint="--baseline")
+    times = {}
+    for hint, value in (("--start", start), ("--end", end)):
+        try:
+            times[hint] = None if value is None else np.datetime64(value, "s")
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a time; use ISO 8601, e.g. 2024-06-01T12:00",
+                                     param_hint=hint) from None
+    try:
+        reader = StoreReader(str(store))
+        forecasters = {name: make_forecaster(name, reader.grid.pixel_size, reader.layout.time_step_s)
+                       for name in baseline}
+        result = evaluate(reader, forecasters, num_input_frames=inputs, n_leads=leads,
+                          start=times["--start"], end=times["--end"],
+                          stride=stride, max_starts=max_starts)
+    except NowcastError as e:
+        fail(e)
+    paths = write_reports(result, out)
+    log.info("scored %d starts (%d skipped at gaps); reports: %s", result.n_starts, result.n_skipped_gap,
+             ", ".join(str(p) for p in paths.values()))

@@ -1,0 +1,162 @@
+"""Score forecasters over a store: every valid start time, every method, every lead time.
+
+A start (``init_time``) is the time of the last input frame. It is scored only when its whole
+window -- ``num_input_frames`` inputs and ``n_leads`` observed leads -- is valid in the store:
+a window that crosses a gap is skipped and counted, never patched.
+By default all methods are scored on the same pixels (``common_mask``): where any method has
+no data (e.g. rain advected in from outside the domain), no method is scored, so a method that
+leaves hard pixels empty gains nothing from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from rich.progress import track
+
+from nowcast.errors import MissingFramesError
+from nowcast.store import StoreReader
+from nowcast.verify.metrics import ScoreAccumulator
+
+log = logging.getLogger(__name__)
+
+Forecaster = Callable[[np.ndarray, int], np.ndarray]
+
+
+@dataclass
+class EvaluationResult:
+    """Scores per method and lead time, with what was evaluated."""
+
+    lead_minutes: list[float]
+    num_input_frames: int
+    time_step_s: int
+    pixel_size_m: float
+    n_starts: int  # starts scored
+    n_skipped_gap: int  # starts in range whose window crosses missing frames
+    first_init_time: str | None
+    last_init_time: str | None
+    methods: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> score -> per lead
+    store: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StartSelection:
+    """Which starts (indices of the last input frame) are scored, and how many a gap removed."""
+
+    starts: np.ndarray
+    n_skipped_gap: int
+
+
+def select_starts(valid: np.ndarray, num_input_frames: int, n_leads: int, first: int = 0, last: int | None = None,
+                  stride: int = 1, max_starts: int | None = None) -> StartSelection:
+    """Start indices whose input and lead windows are entirely valid.
+
+    Args:
+        valid: (T,) validity flags of the store's time axis.
+        num_input_frames: input frames per forecast, ending at the start.
+        n_leads: observed frames needed after the start.
+        first: earliest start index considered.
+        last: latest start index considered (inclusive); None = as late as the store allows.
+        stride: keep every ``stride``-th valid start.
+        max_starts: keep at most this many (the earliest).
+
+    Returns:
+        The kept starts and the number of candidates skipped because their window has a gap.
+    """
+    if num_input_frames < 1 or n_leads < 1 or stride < 1:
+        raise ValueError("num_input_frames, n_leads and stride must be at least 1")
+    valid = np.asarray(valid, dtype=bool)
+    window = num_input_frames + n_leads
+    lo = max(first, num_input_frames - 1)
+    hi = len(valid) - n_leads - 1 if last is None else min(last, len(valid) - n_leads - 1)
+    if hi < lo:
+        return StartSelection(np.zeros(0, np.int64), 0)
+    # a window [s - T_in + 1, s + n_leads] is whole when its count of valid frames equals its length
+    counts = np.convolve(valid.astype(np.int64), np.ones(window, np.int64), mode="valid")  # counts[k]: [k, k+window)
+    candidates = np.arange(lo, hi + 1)
+    whole = counts[candidates - num_input_frames + 1] == window
+    starts = candidates[whole][::stride]
+    if max_starts is not None:
+        starts = starts[:max_starts]
+    return StartSelection(starts.astype(np.int64), int((~whole).sum()))
+
+
+def _index_bound(store: StoreReader, time: Any, default: int) -> int:
+    return default if time is None else int(store.layout.index_of(time))
+
+
+def _check_forecast(name: str, forecast: np.ndarray, expected: tuple[int, ...]) -> np.ndarray:
+    forecast = np.asarray(forecast)
+    if forecast.shape != expected:
+        raise ValueError(f"forecaster {name!r} returned shape {forecast.shape}, expected {expected}")
+    return forecast
+
+
+def evaluate(store: StoreReader, forecasters: dict[str, Forecaster], num_input_frames: int, n_leads: int,
+             start: Any = None, end: Any = None, stride: int = 1, max_starts: int | None = None,
+             common_mask: bool = True) -> EvaluationResult:
+    """Run every forecaster from every valid start and accumulate scores per lead time.
+
+    Args:
+        store: the store to read inputs and observations from.
+        forecasters: method name -> ``f(frames (T_in, H, W), n_leads) -> (n_leads, H, W)`` mm/h.
+        num_input_frames: frames given to each forecaster, ending at the start time.
+        n_leads: lead times scored, one per store time step.
+        start: earliest init time (anything ``numpy.datetime64`` accepts); None = store start.
+        end: latest init time (inclusive); None = as late as the leads allow.
+        stride: score every ``stride``-th valid start (neighbouring starts are highly correlated).
+        max_starts: score at most this many starts.
+        common_mask: score every method on the pixels where all methods (and the observation) have data.
+
+    Returns:
+        The scores of every method per lead time, and what was scored.
+
+    Raises:
+        MissingFramesError: no start in the range has a whole valid window.
+    """
+    if not forecasters:
+        raise ValueError("no forecasters to evaluate")
+    first = _index_bound(store, start, 0)
+    last = None if end is None else _index_bound(store, end, store.n_times)
+    selection = select_starts(store.valid, num_input_frames, n_leads, first, last, stride, max_starts)
+    if selection.starts.size == 0:
+        raise MissingFramesError(
+            f"{store.path}: no start between {'the first' if start is None else start} and "
+            f"{'the last' if end is None else end} time has "
+            f"{num_input_frames} input and {n_leads} lead frames all valid "
+            f"({int(store.valid.sum())} of {store.n_times} times valid); widen the range or use fewer frames")
+    log.info("evaluating %d starts (%d skipped: window crosses a gap) of %s, methods %s",
+             selection.starts.size, selection.n_skipped_gap, store.path, ", ".join(forecasters))
+    pixel_size_m, step_s = store.grid.pixel_size, store.layout.time_step_s
+    accumulators = {name: ScoreAccumulator(n_leads, pixel_size_m) for name in forecasters}
+    for s in track(selection.starts, description="evaluating", total=len(selection.starts)):
+        window = store.read(int(s) - num_input_frames + 1, int(s) + n_leads + 1)  # (T_in + n_leads, H, W)
+        frames, obs = window[:num_input_frames], window[num_input_frames:]
+        forecasts = {name: _check_forecast(name, f(frames.copy(), n_leads), obs.shape)
+                     for name, f in forecasters.items()}
+        exclude = None
+        if common_mask:
+            exclude = np.zeros(obs.shape, bool)
+            for forecast in forecasts.values():
+                exclude |= ~np.isfinite(forecast)
+        for name, forecast in forecasts.items():
+            accumulators[name].add(forecast, obs, exclude)
+    times = store.times[selection.starts]
+    return EvaluationResult(
+        lead_minutes=[(k + 1) * step_s / 60 for k in range(n_leads)],
+        num_input_frames=num_input_frames,
+        time_step_s=step_s,
+        pixel_size_m=pixel_size_m,
+        n_starts=int(selection.starts.size),
+        n_skipped_gap=selection.n_skipped_gap,
+        first_init_time=str(times[0]),
+        last_init_time=str(times[-1]),
+        methods={name: acc.result() for name, acc in accumulators.items()},
+        store=store.path,
+    )

@@ -1,0 +1,159 @@
+"""Write an evaluation as JSON (everything), Markdown (the headline scores) and a PNG of scores by lead.
+
+Plots use matplotlib's object API on an Agg canvas: no pyplot state, no display needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from nowcast.verify.evaluate import EvaluationResult
+
+TABLE_SCORES = ("CSI@1", "CSI@5", "FSS@1", "MAE")  # the compact Markdown summary
+PLOT_SCORES = ("CSI@0.5", "CSI@1", "CSI@5", "CSI@10", "POD@1", "FAR@1", "FSS@1", "MAE", "bias")
+HIGHER_IS_BETTER = {"CSI", "POD", "FSS"}
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become null so the file is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _atomic_write(path: Path, write: Any) -> Path:
+    """Write through a temporary name then rename, so a reader never sees half a report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(result: EvaluationResult, path: str | Path) -> Path:
+    """All scores, per method and lead, as strict JSON (undefined scores are ``null``).
+
+    Args:
+        result: what ``evaluate`` returned.
+        path: the file to write.
+
+    Returns:
+        The path written.
+    """
+    text = json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False)
+    return _atomic_write(Path(path), lambda p: p.write_text(text + "\n"))
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def markdown(result: EvaluationResult, scores: tuple[str, ...] = TABLE_SCORES) -> str:
+    """One table per score: lead-time rows, method columns."""
+    methods = list(result.methods)
+    lines = [
+        "# Verification",
+        "",
+        f"{result.n_starts} forecasts from {result.first_init_time} to {result.last_init_time} "
+        f"({result.n_skipped_gap} starts skipped: window crosses missing frames); "
+        f"{result.num_input_frames} input frames, {result.time_step_s / 60:g} min steps, "
+        f"{result.pixel_size_m:g} m pixels. Thresholds in mm/h; MAE in mm/h.",
+    ]
+    for score in scores:
+        lines += ["", f"## {score}", "", "| lead (min) | " + " | ".join(methods) + " |",
+                  "|---:|" + "---:|" * len(methods)]
+        missing = [math.nan] * len(result.lead_minutes)
+        for k, lead in enumerate(result.lead_minutes):
+            row = [_fmt(result.methods[m].get(score, missing)[k]) for m in methods]
+            lines.append(f"| {lead:g} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(result: EvaluationResult, path: str | Path, scores: tuple[str, ...] = TABLE_SCORES) -> Path:
+    """The compact Markdown summary (see ``markdown``).
+
+    Args:
+        result: what ``evaluate`` returned.
+        path: the file to write.
+        scores: which scores get a table.
+
+    Returns:
+        The path written.
+    """
+    text = markdown(result, scores)
+    return _atomic_write(Path(path), lambda p: p.write_text(text))
+
+
+def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, ...] = PLOT_SCORES) -> Path:
+    """A grid of score-against-lead plots, one line per method, plus mean intensity and heavy-rain fraction.
+
+    The last two panels show forecast (solid) against observed (dashed) mean rain rate and fraction
+    of pixels above 5 mm/h: a forecast that blurs with lead time loses its heavy rain there.
+
+    Args:
+        result: what ``evaluate`` returned.
+        path: the PNG to write.
+        scores: which scores get a panel.
+
+    Returns:
+        The path written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # forecast-against-observed panels: title -> (forecast key, observed key)
+    paired = {"mean rain rate (mm/h)": ("mean_forecast", "mean_obs"),
+              "fraction > 5 mm/h": ("frac_forecast_gt5", "frac_obs_gt5")}
+    panels = list(scores) + list(paired)
+    ncols = 4
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(4 * ncols, 3 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    leads = result.lead_minutes
+    missing = [math.nan] * len(leads)
+    for ax, panel in zip(axes, panels):
+        for i, (method, values) in enumerate(result.methods.items()):
+            if panel in paired:
+                key_f, key_o = paired[panel]
+                ax.plot(leads, values.get(key_f, missing), marker="o", ms=3, color=f"C{i}", label=method)
+                ax.plot(leads, values.get(key_o, missing), ls="--", color=f"C{i}", label=f"{method} (observed)")
+            else:
+                ax.plot(leads, values.get(panel, missing), marker="o", ms=3, color=f"C{i}", label=method)
+        ax.set_title(panel)
+        ax.set_xlabel("lead time (min)")
+        ax.grid(alpha=0.3)
+        if panel.split("@")[0] in HIGHER_IS_BETTER:
+            ax.set_ylim(0, 1)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"{result.n_starts} forecasts, {result.first_init_time} to {result.last_init_time}")
+    return _atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=100))
+
+
+def write_reports(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+    """``scores.json``, ``scores.md`` and ``scores.png`` in ``out_dir``.
+
+    Args:
+        result: what ``evaluate`` returned.
+        out_dir: the folder to write into (created if needed).
+
+    Returns:
+        Format name -> path written.
+    """
+    out = Path(out_dir)
+    return {
+        "json": write_json(result, out / "scores.json"),
+        "markdown": write_markdown(result, out / "scores.md"),
+        "png": plot_scores(result, out / "scores.png"),
+    }
