@@ -79,3 +79,37 @@ def evaluate_baselines(
     paths = write_reports(result, out)
     log.info("scored %d starts (%d skipped at gaps); reports: %s", result.n_starts, result.n_skipped_gap,
              ", ".join(str(p) for p in paths.values()))
+
+
+@app.command()
+def inspect(
+    files: List[Path] = typer.Argument(..., help="radar files to read (any format the readers know)"),
+    reader_format: str = typer.Option("auto", "--format", help="reader name, or auto-detect by content"),
+    quantity: Optional[str] = typer.Option(None, help="ODIM quantity or CF variable to read"),
+) -> None:
+    """Read each file as a scan and print its format, time, grid and rain statistics."""
+    import numpy as np
+
+    from nowcast.ingest.config import ReaderOptions
+    from nowcast.ingest.readers import detect_format, read_scan
+
+    options = ReaderOptions(format=reader_format, quantity=quantity)
+    failed = 0
+    for path in files:
+        try:
+            name = detect_format(str(path)) if reader_format == "auto" else reader_format
+            scan = read_scan(str(path), options)
+        except NowcastError as e:
+            failed += 1
+            typer.echo(f"ERROR {e}" if str(path) in str(e) else f"{path}: ERROR {e}")
+            continue
+        rain = scan.rain_rate
+        valid = np.isfinite(rain)
+        wet = valid & (rain > 0)
+        typer.echo(
+            f"{path}: {name} {scan.time} | {scan.grid.describe()} | crs {scan.grid.crs}\n"
+            f"  valid {valid.mean():.1%}, wet {wet.sum() / max(valid.sum(), 1):.1%} of valid, "
+            f"mean {np.nanmean(rain):.3f} mm/h, max {np.nanmax(rain):.2f} mm/h"
+        )
+    if failed:
+        raise typer.Exit(1)
