@@ -1,0 +1,48 @@
+"""ModelConfig: everything needed to rebuild the model, and nothing about training."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field, model_validator
+
+from nowcast.config import Section
+
+
+class ModelConfig(Section):
+    """Shape of the encoder-forecaster and its rain transform.
+
+    Layer ``i`` of the encoder is a ConvLSTM with ``hidden_channels[i]`` channels and kernel
+    ``kernel_sizes[i]``; a strided stem conv (``stem_stride``) comes before layer 0 and a strided
+    conv (``downsample[i - 1]``) before every other layer. The forecaster mirrors it.
+    """
+
+    num_input_frames: int = Field(6, ge=1, le=64)
+    num_output_frames: int = Field(12, ge=1, le=128)
+    stem_channels: int = Field(16, ge=1)
+    stem_stride: int = Field(2, ge=1, le=8)
+    hidden_channels: list[int] = Field([32, 64, 64], min_length=1)
+    kernel_sizes: list[int] = Field([5, 5, 3], min_length=1)
+    downsample: list[int] = [2, 2]
+    dry_threshold_mmh: float = Field(0.1, gt=0)  # rates below this are dry, in and out
+    max_rain_mmh: float = Field(300.0, gt=0)  # inputs clip here; outputs never exceed it
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelConfig":
+        n = len(self.hidden_channels)
+        if any(c < 1 for c in self.hidden_channels):
+            raise ValueError(f"hidden_channels must all be >= 1, got {self.hidden_channels}")
+        if len(self.kernel_sizes) != n or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
+            raise ValueError(f"kernel_sizes needs one odd size per layer of hidden_channels ({n}), "
+                             f"got {self.kernel_sizes}")
+        if len(self.downsample) != n - 1 or any(d < 1 or d > 8 for d in self.downsample):
+            raise ValueError(f"downsample needs {n - 1} factors in 1..8 (one between each pair of layers), "
+                             f"got {self.downsample}")
+        if self.max_rain_mmh <= self.dry_threshold_mmh:
+            raise ValueError("max_rain_mmh must be larger than dry_threshold_mmh")
+        return self
+
+    @property
+    def multiple(self) -> int:
+        """Height and width of every input must be divisible by this (total downsampling)."""
+        return self.stem_stride * math.prod(self.downsample)

@@ -1,0 +1,72 @@
+"""Where training reports go: metrics.csv (and TensorBoard when installed), a progress bar.
+
+Both live on rank 0 only. The CSV has one fixed header so any tool can read it: train rows
+fill loss/lr/grad_norm/samples_per_s, validation rows fill the scores, per lead time too.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+
+class MetricsLog:
+    """Append rows to ``run_dir/metrics.csv``; mirror scalars to TensorBoard if it is importable."""
+
+    def __init__(self, run_dir: Path, num_leads: int):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        leads = [f"{name}_lead{t + 1:02d}" for name in ("csi_1mm", "mae_mmh") for t in range(num_leads)]
+        self.columns = ["step", "epoch", "split", "loss", "lr", "grad_norm", "samples_per_s",
+                        "csi_1mm_mean", "mae_mmh_mean", *leads]
+        path = run_dir / "metrics.csv"
+        new = not path.exists()
+        self.file = path.open("a", newline="")
+        self.writer = csv.DictWriter(self.file, self.columns, extrasaction="ignore")
+        if new:
+            self.writer.writeheader()
+        try:  # optional: no hard dependency on tensorboard
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:
+            self.tensorboard = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        row = dict(row)
+        for name in ("csi_1mm", "mae_mmh"):
+            for t, value in enumerate(row.pop(name, [])):
+                row[f"{name}_lead{t + 1:02d}"] = value
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if isinstance(value, float):
+                    self.tensorboard.add_scalar(f"{row['split']}/{key}", value, row["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+class Progress:
+    """A rich progress bar with loss and samples/s; does nothing when not enabled (rank != 0)."""
+
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            self.bar = RichProgress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=True)
+            self.task = self.bar.add_task("train", total=total, completed=done, info="")
+            self.bar.start()
+
+    def update(self, step: int, loss: float, samples_per_s: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, info=f"loss {loss:.4f}  {samples_per_s:.1f} samples/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
