@@ -122,6 +122,18 @@ def test_bom_accumulation_over_start_to_valid_time(which, minutes):
     assert "+proj=aea" in scan.grid.crs
 
 
+def test_bom_bias_correction_noise_reads_as_dry():
+    path = real(BOM_C10_FILE.with_name("66_20201031_004000.prcp-c10.nc"))
+    with netCDF4.Dataset(path) as ds:
+        ds.set_auto_maskandscale(False)
+        raw = ds["precipitation"][:]
+        fill = ds["precipitation"]._FillValue
+    assert (raw == -2).any()  # -0.1 mm, two packing steps below zero, among dry pixels
+    scan = read_scan(path, DEFAULT)
+    assert np.all(scan.rain_rate[raw == -2] == 0)
+    assert np.isnan(scan.rain_rate).sum() == (raw == fill).sum()
+
+
 # --- CF files written here ---------------------------------------------------------------------
 
 

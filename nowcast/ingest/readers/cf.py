@@ -4,10 +4,15 @@ The data variable is found by standard_name, the grid by the projection_x/y_coor
 variables and the grid_mapping variable, the time by the standard_name ``time``. Accumulations
 are divided by their period: a ``start_time`` variable (BOM), time bounds, a ``cell_methods``
 interval, or the configured fallback, in that order.
+
+Packed (integer) rain fields may hold small negatives from bias correction: BOM's prcp-c10
+has isolated raw -2 (-0.1 mm) pixels among zeros. Values no more than two packing steps below
+zero are read as dry; anything more negative is left for the validation to refuse.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import warnings
@@ -106,8 +111,17 @@ def _crs(ds: netCDF4.Dataset, var: netCDF4.Variable, path: str) -> str:
     if name not in ds.variables:
         raise ReaderError(f"{path}: grid_mapping variable {name!r} of {var.name} is missing")
     gm = ds.variables[name]
-    attrs = {k: _plain(gm.getncattr(k)) for k in gm.ncattrs()}
-    crs = CRS.from_cf(attrs)
+    attrs = tuple(sorted((k, _plain(gm.getncattr(k))) for k in gm.ncattrs()))
+    return _crs_string(attrs)
+
+
+@functools.lru_cache(maxsize=64)
+def _crs_string(attrs: tuple) -> str:
+    """CF grid-mapping attributes -> proj string (WKT when PROJ cannot say it as one).
+
+    Cached: pyproj looks the datum up in its database (~0.3 s), and an archive repeats one grid.
+    """
+    crs = CRS.from_cf(dict(attrs))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "you will likely lose information": WKT is the fallback
         try:
@@ -118,8 +132,9 @@ def _crs(ds: netCDF4.Dataset, var: netCDF4.Variable, path: str) -> str:
 
 
 def _plain(value: Any) -> Any:
+    """A netCDF attribute as a hashable plain Python value."""
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return tuple(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -205,6 +220,17 @@ def _to_rain(ds, var, values, tvar, time, options, path) -> np.ndarray:
     return reflectivity_to_rain(values, options.zr_a, options.zr_b)
 
 
+def _packing_noise_as_dry(var: netCDF4.Variable, values: np.ndarray, rain: np.ndarray, path: str) -> np.ndarray:
+    scale = getattr(var, "scale_factor", None)
+    if scale is None or var.dtype.kind not in "iu" or var.standard_name == REFLECTIVITY:
+        return rain
+    noise = (values < 0) & (values >= -2 * abs(float(scale)) - 1e-9)
+    if noise.any():
+        log.debug("%s: %d pixels within two packing steps below 0 read as dry", path, int(noise.sum()))
+        rain = np.where(noise, 0.0, rain)
+    return rain
+
+
 @register("cf")
 def read_cf(path: str, options: ReaderOptions) -> Scan:
     """Read a CF NetCDF rain field (rate, amount, flux or reflectivity) as rain rate in mm/h."""
@@ -223,6 +249,7 @@ def read_cf(path: str, options: ReaderOptions) -> Scan:
         values = values.transpose(order).reshape(values.shape[order[0]], values.shape[order[1]])
         time, tvar = _time(ds, var, path)
         rain = _to_rain(ds, var, values, tvar, time, options, path)
+        rain = _packing_noise_as_dry(var, values, rain, path)
         x, y = _metres(xvar, path), _metres(yvar, path)
         crs = _crs(ds, var, path)
     if y.size > 1 and y[1] > y[0]:  # south-up file: flip to north-up rows
