@@ -123,12 +123,18 @@ def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, .
     missing = [math.nan] * len(leads)
     for ax, panel in zip(axes, panels):
         for i, (method, values) in enumerate(result.methods.items()):
-            if panel in paired:
-                key_f, key_o = paired[panel]
-                ax.plot(leads, values.get(key_f, missing), marker="o", ms=3, color=f"C{i}", label=method)
-                ax.plot(leads, values.get(key_o, missing), ls="--", color=f"C{i}", label=f"{method} (observed)")
-            else:
-                ax.plot(leads, values.get(panel, missing), marker="o", ms=3, color=f"C{i}", label=method)
+            key = paired[panel][0] if panel in paired else panel
+            ax.plot(leads, values.get(key, missing), marker="o", ms=3, color=f"C{i}", label=method)
+        if panel in paired:
+            # observed values: one black line when all methods were scored on the same pixels
+            observed: dict[str, tuple[int, str, list[float]]] = {}
+            for i, (method, values) in enumerate(result.methods.items()):
+                series = values.get(paired[panel][1], missing)
+                observed.setdefault(repr(series), (i, method, series))
+            for i, method, series in observed.values():
+                colour, label = ("black", "observed") if len(observed) == 1 else (f"C{i}", f"observed ({method})")
+                ax.plot(leads, series, ls="--", color=colour, label=label)
+            ax.legend(fontsize="x-small")
         ax.set_title(panel)
         ax.set_xlabel("lead time (min)")
         ax.grid(alpha=0.3)
