@@ -1,8 +1,9 @@
 """Convective cells: small, intense, short-lived rain cores embedded in the wider rain.
 
 The latent field gives realistic stratiform rain but rarely the 10-50+ mm/h cores of summer
-convection, so a few Gaussian cells are added on top. Each is born where it already rains,
-grows and decays over its life (30-100 min), and drifts with the local wind.
+convection, so a few Gaussian cells are added on top. They are born at a rate per area of
+rain, at a random raining pixel; each grows and decays over its life (30-100 min) and drifts
+with the local wind.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Callable
 import numpy as np
 
 MIN_PEAK_MMH = 10.0
-RADIUS_KM = (2.0, 5.0)  # Gaussian sigma of a cell core
+RADIUS_KM = (1.5, 4.0)  # Gaussian sigma of a cell core
 LIFE_MINUTES = (30.0, 100.0)
 REACH = 3.0  # cells are drawn out to this many sigma
+BIRTH_TRIES = 50
 
 
 @dataclass
@@ -28,8 +30,8 @@ class Cell:
     age: int = 0
 
     def strength(self) -> float:
-        """Rise and fall over the life: sin over (0, pi)."""
-        return float(np.sin(np.pi * (self.age + 1) / (self.life_steps + 1)))
+        """Rise and fall over the life: a flattened sine over (0, pi), so cells spend most of it mature."""
+        return float(np.sin(np.pi * (self.age + 1) / (self.life_steps + 1)) ** 0.5)
 
 
 class ConvectiveCells:
@@ -41,22 +43,24 @@ class ConvectiveCells:
         self._rng = rng
         self._pixel_km = pixel_size_m / 1000.0
         self._step_minutes = step_minutes
-        area = shape[0] * shape[1] * self._pixel_km ** 2 / 1e4
-        self._births_per_step = cells_per_hour_per_10k_km2 * area * step_minutes / 60.0
+        self._area_10k_km2 = shape[0] * shape[1] * self._pixel_km ** 2 / 1e4
+        self._rate_per_step = cells_per_hour_per_10k_km2 * step_minutes / 60.0
         self._max_peak = max_peak_mmh
         self.cells: list[Cell] = []
         self._started = False
 
-    def _new(self, latent: np.ndarray, threshold: float, gain: float, age_fraction: float | None) -> Cell | None:
-        # The draws are the same whether or not the cell is kept, so the stream stays aligned.
-        u = self._rng.random(6)
-        row, col = u[0] * self.shape[0], u[1] * self.shape[1]
+    def _new(self, latent: np.ndarray, threshold: float, gain: float, age_fraction: bool) -> Cell | None:
+        for _ in range(BIRTH_TRIES):  # a random raining pixel
+            u = self._rng.random(6)
+            row, col = u[0] * self.shape[0], u[1] * self.shape[1]
+            if latent[int(row), int(col)] > threshold:
+                break
+        else:
+            return None
         sigma = (RADIUS_KM[0] + u[2] * (RADIUS_KM[1] - RADIUS_KM[0])) / self._pixel_km
         peak = MIN_PEAK_MMH * (self._max_peak / MIN_PEAK_MMH) ** u[3] * min(gain, 1.5)
         life = max(2, int(round((LIFE_MINUTES[0] + u[4] * (LIFE_MINUTES[1] - LIFE_MINUTES[0])) / self._step_minutes)))
-        if latent[int(row), int(col)] <= threshold:
-            return None  # convection needs rain around it
-        age = 0 if age_fraction is None else int(u[5] * life)
+        age = int(u[5] * life) if age_fraction else 0
         return Cell(row=row, col=col, sigma_px=max(sigma, 0.7), peak_mmh=peak, life_steps=life, age=age)
 
     def step(self, velocity_px: Callable[[float, float], tuple[float, float]], latent: np.ndarray,
@@ -78,12 +82,12 @@ class ConvectiveCells:
             if cell.age < cell.life_steps and inside:
                 alive.append(cell)
         self.cells = alive
+        expected = self._rate_per_step * self._area_10k_km2 * float(np.mean(latent > threshold))
         if not self._started:  # start in a steady state: as many cells as a long run would have
             self._started = True
-            mean_life = np.mean(LIFE_MINUTES) / self._step_minutes
-            births, age_fraction = self._rng.poisson(self._births_per_step * mean_life), True
+            births, age_fraction = self._rng.poisson(expected * np.mean(LIFE_MINUTES) / self._step_minutes), True
         else:
-            births, age_fraction = self._rng.poisson(self._births_per_step), None
+            births, age_fraction = self._rng.poisson(expected), False
         for _ in range(births):
             cell = self._new(latent, threshold, gain, age_fraction)
             if cell is not None:

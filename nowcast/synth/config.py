@@ -25,7 +25,7 @@ class SynthConfig(Section):
     time_step_minutes: float = Field(5.0, gt=0)
     start: str = "2024-06-01T00:00:00"  # UTC time of the first scan
     seed: int = Field(0, ge=0)
-    # missing scans (files not written): n_missing wins when given, else a fraction of n_scans
+    # missing scans (files not written): n_missing, when given, wins over missing_fraction
     missing_fraction: float = Field(0.01, ge=0, le=0.5)
     n_missing: int | None = Field(None, ge=0)
     # rain: mean wet fraction (pixels >= 0.1 mm/h) and how much it wanders over hours
@@ -34,7 +34,7 @@ class SynthConfig(Section):
     spectral_slope: float = Field(3.3, ge=1.5, le=4.5)  # beta in P(k) ~ k^-beta of the latent field
     largest_scale_km: float = Field(200.0, gt=0)  # the spectrum flattens above this wavelength
     lifetime_minutes_100km: float = Field(120.0, gt=0)  # Lagrangian decorrelation time of 100 km features
-    convective_cell_rate: float = Field(0.5, ge=0)  # new cells per hour per 10,000 km2, born in rain
+    convective_cell_rate: float = Field(1.5, ge=0)  # new cells per hour per 10,000 km2 of raining area
     max_cell_rain_mmh: float = Field(60.0, ge=10, le=300)  # peak of the strongest cells
     # wind: a domain-uniform part drifting slowly, plus a weak smooth rotation/shear
     wind_speed_ms: float = Field(8.0, ge=0, le=60)
@@ -74,9 +74,6 @@ class SynthConfig(Section):
         seconds = self.time_step_minutes * 60
         if abs(seconds - round(seconds)) > 1e-6:
             raise ValueError(f"time_step_minutes {self.time_step_minutes} is not a whole number of seconds")
-        if "n_missing" in self.model_fields_set and "missing_fraction" in self.model_fields_set \
-                and self.n_missing is not None:
-            raise ValueError("give either n_missing or missing_fraction, not both")
         allowed = max(self.n_scans - 2, 0)  # the first and last scans are always written
         if self.n_missing is not None and self.n_missing > allowed:
             raise ValueError(f"n_missing {self.n_missing} is more than the {allowed} scans that may be "

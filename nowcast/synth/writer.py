@@ -47,28 +47,26 @@ def archive_name(time: np.datetime64) -> str:
 
 
 def crs_attrs(config: SynthConfig) -> dict:
-    """CF grid-mapping attributes of the archive's projection (``pyproj.CRS.from_cf`` reads them)."""
-    attrs = {
-        "grid_mapping_name": "lambert_azimuthal_equal_area",
-        "longitude_of_projection_origin": float(config.center_lon),
-        "latitude_of_projection_origin": float(config.center_lat),
-        "false_easting": 0.0,
-        "false_northing": 0.0,
-        "semi_major_axis": 6378137.0,
-        "inverse_flattening": 298.257223563,
-    }
-    return {**attrs, "crs_wkt": CRS.from_cf(attrs).to_wkt()}
+    """CF grid-mapping attributes (with ``crs_wkt``) of the archive's Lambert azimuthal equal-area projection."""
+    crs = CRS.from_proj4(f"+proj=laea +lat_0={config.center_lat} +lon_0={config.center_lon} "
+                         "+x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs")
+    return crs.to_cf()
 
 
-def synth_grid(config: SynthConfig) -> Grid:
-    """The archive's grid, centred on the projection origin; its crs is what the CF reader reports."""
+def synth_grid(config: SynthConfig, crs: dict | None = None) -> Grid:
+    """The archive's grid, centred on the projection origin; its crs is what the CF reader reports.
+
+    Args:
+        config: the archive configuration.
+        crs: its ``crs_attrs``, when already at hand.
+    """
     ny, nx, size = config.height, config.width, config.pixel_size_m
     x = (np.arange(nx) - (nx - 1) / 2) * size
     y = ((ny - 1) / 2 - np.arange(ny)) * size
-    crs = CRS.from_cf(crs_attrs(config))
+    parsed = CRS.from_cf(crs or crs_attrs(config))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the same fallback as the CF reader
-        text = crs.to_proj4() or crs.to_wkt()
+        text = parsed.to_proj4() or parsed.to_wkt()
     return Grid(x=x, y=y, crs=text)
 
 
@@ -170,7 +168,8 @@ def write_archive(out_dir: str | Path, config: SynthConfig, progress: bool = Tru
     tmp.write_text(config_text)
     os.replace(tmp, out_dir / CONFIG_NAME)
 
-    grid, crs = synth_grid(config), crs_attrs(config)
+    crs = crs_attrs(config)
+    grid = synth_grid(config, crs)
     fields = generate_fields(config)
     if progress:
         from rich.progress import track
