@@ -145,6 +145,8 @@ def resume_position(batches: list[int], taken: int) -> tuple[list[int], int]:
             stream = (stream + 1) % len(batches)
         used[stream] += 1
         stream = (stream + 1) % len(batches)
+    while sum(used) < sum(batches) and used[stream] >= batches[stream]:
+        stream = (stream + 1) % len(batches)
     return used, stream
 
 

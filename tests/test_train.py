@@ -1,0 +1,154 @@
+"""Training pieces on a real mock store: windows, splits, the epoch plan, loss, checkpoints, resume."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from nowcast.checkpoint import load_checkpoint, model_from_checkpoint
+from nowcast.config import validate
+from nowcast.errors import CheckpointError, ConfigError
+from nowcast.store import write_mock_store
+from nowcast.train.config import TrainConfig
+from nowcast.train.data import build_windows, plan_epoch, resume_position, window_starts
+from nowcast.train.loss import LOSSES, get_loss, hko_weights, score_counts, scores
+from nowcast.train.loop import train
+
+
+def tiny_config(store, out_dir, **sections):
+    data = {"stores": [str(store)], "crop_size": 32, "val_fraction": 0.2, "val_stride": 2, "chunks_in_memory": 1}
+    cfg = {
+        "data": {**data, **sections.get("data", {})},
+        "model": {"num_input_frames": 3, "num_output_frames": 2, "stem_channels": 4, "hidden_channels": [4, 8],
+                  "kernel_sizes": [3, 3], "downsample": [2], **sections.get("model", {})},
+        "optim": {"lr": 3e-3, "warmup_steps": 2, "max_steps": 6, "batch_size": 2, "num_workers": 0,
+                  **sections.get("optim", {})},
+        "run": {"out_dir": str(out_dir), "name": "t", "log_every": 1, "val_every": 3, "ckpt_every": 3,
+                **sections.get("run", {})},
+    }
+    return validate(TrainConfig, cfg, "test")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "mock.zarr"
+    write_mock_store(str(path), n_times=64, shape=(48, 48), chunk_time=8, missing=(20, 41))
+    return path
+
+
+def test_windows_never_cross_an_invalid_time_or_the_validation_border(store, tmp_path):
+    from nowcast.store import StoreReader
+
+    reader = StoreReader(str(store))
+    cfg = tiny_config(store, tmp_path)
+    train_w, val_w = build_windows([reader], cfg)
+    length = cfg.window_length
+    val_start = np.flatnonzero(reader.valid)[-int(round(reader.valid.sum() * 0.2))]
+    expected = [s for s in range(64 - length + 1) if reader.valid[s:s + length].all() and s + length <= val_start]
+    assert train_w.start.tolist() == expected  # every valid window, and no other
+    assert all(s >= val_start for s in val_w.start) and len(val_w) > 0
+    assert window_starts(np.array([True, True, False, True, True, True]), 2).tolist() == [0, 3, 4]
+
+
+def test_validation_ranges_are_whole_blocks(store, tmp_path):
+    from nowcast.store import StoreReader
+
+    reader = StoreReader(str(store))
+    cfg = tiny_config(store, tmp_path, data={"val_ranges": [["2024-06-01T01:00", "2024-06-01T02:00"]], "val_stride": 1})
+    train_w, val_w = build_windows([reader], cfg)
+    lo, hi = 12, 24  # 5-minute steps from 00:00
+    assert all(lo <= s and s + cfg.window_length <= hi for s in val_w.start)
+    assert all(s + cfg.window_length <= lo or s >= hi for s in train_w.start)
+
+
+def test_epoch_plan_deals_disjoint_units_and_equal_steps():
+    units = np.repeat(np.arange(20), np.arange(20) % 5 + 1)  # 20 units, uneven windows per unit
+    plan = plan_epoch(units, seed=3, epoch=0, world_size=3, num_streams=2, batch_size=2)
+    per_rank = [set(np.concatenate(streams).tolist()) for streams in plan.streams]
+    assert set.union(*per_rank) == set(range(20))
+    assert sum(len(s) for s in per_rank) == 20  # disjoint
+    assert plan.steps == min(sum(b) for b in plan.batches) > 0
+    again = plan_epoch(units, seed=3, epoch=1, world_size=3, num_streams=2, batch_size=2)
+    assert [s.tolist() for s in again.streams[0]] != [s.tolist() for s in plan.streams[0]]  # reshuffled by epoch
+    assert resume_position([3, 1, 2], 4) == ([2, 1, 1], 2)
+    assert resume_position([3, 1, 2], 5) == ([2, 1, 2], 0)
+
+
+def test_losses_mask_no_data_and_weight_heavy_rain(store, tmp_path):
+    cfg = tiny_config(store, tmp_path)
+    target = torch.tensor([0.0, 1.0, 3.0, 40.0, float("nan")]).view(1, 5, 1, 1, 1)
+    assert hko_weights(torch.nan_to_num(target), cfg.loss).flatten().tolist() == [1, 1, 2, 30, 1]
+    pred = torch.zeros_like(target)
+    for name in LOSSES:
+        value = get_loss(name)(pred, target, cfg)
+        assert torch.isfinite(value) and value > 0
+    heavy_miss = get_loss("balanced_mse_mae")(pred, target, cfg)
+    pred_heavy = pred.clone()
+    pred_heavy[0, 3] = 2.6  # ~ 40 mm/h in z space
+    assert get_loss("balanced_mse_mae")(pred_heavy, target, cfg) < heavy_miss / 3
+    with pytest.raises(KeyError, match="available: balanced_mse_mae, mse, mae"):
+        get_loss("ssim")
+    counts = score_counts(torch.tensor([2.0, 0, 2, 0]).view(1, 4, 1, 1, 1), target[:, :4])
+    assert scores(counts)["csi_1mm"] == [0.0, 0.0, 1.0, 0.0]  # false alarm, miss, hit, miss
+
+
+def test_bad_config_values_stop_with_the_key_named(store, tmp_path):
+    with pytest.raises(ConfigError, match="data.crop_size 30 must be divisible by model.multiple 4"):
+        tiny_config(store, tmp_path, data={"crop_size": 30})
+    with pytest.raises(ConfigError, match="data.stores: no nowcast store"):
+        train(tiny_config(tmp_path / "nope.zarr", tmp_path))
+    with pytest.raises(ConfigError, match="min_rain_fraction"):
+        train(tiny_config(store, tmp_path, data={"min_rain_fraction": 1.0}))
+    with pytest.raises(ConfigError, match="optim.batch_size: Input should be greater"):
+        tiny_config(store, tmp_path, optim={"batch_size": 0})
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_checkpoints_are_checked_and_rebuild_the_model(store, tmp_path):
+    result = train(tiny_config(store, tmp_path, optim={"max_steps": 3}))
+    run_dir = tmp_path / "t"
+    assert {p.name for p in run_dir.iterdir()} >= {"last.pt", "best.pt", "config.yaml", "metrics.csv",
+                                                   "step_00000003.pt"}
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    assert ckpt["step"] == 3 and ckpt["config"]["pixel_size_m"] == 1000.0 and ckpt["config"]["time_step_s"] == 300
+    assert set(ckpt["metrics"]) >= {"csi_1mm", "mae_mmh", "val_loss"} and len(result["metrics"]["csi_1mm"]) == 2
+    model, cfg = model_from_checkpoint(run_dir / "last.pt")
+    assert model(torch.zeros(1, 3, 1, 16, 16)).shape == (1, 2, 1, 16, 16)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(tiny_config(store, tmp_path))
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo should-not-run",))
+
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": "nowcast-checkpoint", "x": Evil()}, bad)
+    with pytest.raises(CheckpointError, match="evil.pt holds Python objects"):
+        load_checkpoint(bad)
+    (tmp_path / "cut.pt").write_bytes((run_dir / "last.pt").read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="cut.pt is damaged"):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a nowcast checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match="plain.pkl"):
+        load_checkpoint(tmp_path / "plain.pkl")
+
+
+@pytest.mark.slow
+def test_stop_and_resume_equals_an_uninterrupted_run(store, tmp_path):
+    """Two loader workers, stopping mid-epoch: the resumed run must see the same batches."""
+    sections = {"optim": {"max_steps": 12, "batch_size": 4, "num_workers": 2}, "run": {"val_every": 4, "ckpt_every": 100}}
+    whole = tiny_config(store, tmp_path / "whole", **sections)
+    train(whole)
+    parts = tiny_config(store, tmp_path / "parts", **sections)
+    assert train(parts, stop_at=5)["step"] == 5
+    assert train(parts, resume=True)["step"] == 12
+    a, b = (load_checkpoint(p / "t" / "last.pt") for p in (tmp_path / "whole", tmp_path / "parts"))
+    assert a["epoch"] >= 1  # the runs crossed an epoch boundary
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+    assert a["metrics"] == b["metrics"]
