@@ -141,3 +141,165 @@ def synth(
     except NowcastError as e:
         fail(e)
     log.info("%d scan files of %dx%d pixels in %s", len(paths), cfg.height, cfg.width, out_dir)
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., "--config", "-c", help="train YAML, e.g. configs/train/debug.yaml"),
+    overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. optim.max_steps=100"),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="processes on this machine; > 1 launches torchrun"),
+    resume: bool = typer.Option(False, "--resume", help="continue runs/<name>/last.pt exactly"),
+    stop_at: Optional[int] = typer.Option(None, "--stop-at", help="stop with a checkpoint at this step"),
+    nnodes: Optional[str] = typer.Option(None, "--nnodes", help="torchrun --nnodes, for several machines"),
+    node_rank: Optional[int] = typer.Option(None, "--node-rank", help="torchrun --node-rank"),
+    rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT all nodes meet at"),
+) -> None:
+    """Train the ConvLSTM nowcaster (torch DDP over --nproc processes; gloo on CPU, nccl on GPUs)."""
+    from nowcast.config import load_config
+    from nowcast.train.config import TrainConfig
+
+    extra = list(overrides or [])
+    try:
+        cfg = load_config(TrainConfig, config, extra)  # a bad config stops here, before any launch
+    except NowcastError as e:
+        fail(e)
+    if nproc > 1 or nnodes or rdzv_endpoint:
+        from nowcast.train.launch import launch, torchrun_argv
+
+        argv = torchrun_argv(str(config), nproc, extra, resume, stop_at, nnodes, node_rank, rdzv_endpoint)
+        raise typer.Exit(launch(argv, nproc))
+    from nowcast.train.loop import train as run_training
+
+    try:
+        result = run_training(cfg, resume=resume, stop_at=stop_at)
+    except NowcastError as e:
+        fail(e)
+    log.info("stopped at step %d; checkpoints and metrics.csv in %s", result["step"], result["run_dir"])
+
+
+@app.command()
+def predict(
+    input_path: Path = typer.Option(..., "--input", help="a Zarr store, or a folder of raw radar files"),
+    out: Path = typer.Option(..., help="forecast file: .nc (CF NetCDF) or .zarr"),
+    checkpoint: Optional[Path] = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
+    time: Optional[str] = typer.Option(None, help="forecast from the latest valid frame at or before this time "
+                                                  "(ISO 8601; default: the newest)"),
+    leads: Optional[int] = typer.Option(None, min=1, help="lead times to write (default: all the model makes)"),
+    plot: bool = typer.Option(False, "--plot", help="also write a PNG panel and an animated GIF beside --out"),
+    fallback: Optional[str] = typer.Option(None, help="none, or extrapolation: optical flow when frames are missing"),
+    tile_size: Optional[int] = typer.Option(None, min=8, help="forecast in square tiles of this side (pixels)"),
+    reader_format: str = typer.Option("auto", "--format", help="raw files: reader name, or auto-detect"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="predict YAML (PredictConfig keys)"),
+    overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
+) -> None:
+    """Forecast the next lead times from the latest input frames; write CF NetCDF/Zarr (and pictures)."""
+    import sys
+
+    from nowcast.config import load_config
+    from nowcast.predict import PredictConfig, load_model, predict_to_file, resolve_checkpoint, store_window
+    from nowcast.predict.inputs import parse_time
+    from nowcast.predict.writer import check_out_path
+
+    extra = list(overrides or [])
+    extra += [f"leads={leads}"] if leads is not None else []
+    extra += ["plot=true"] if plot else []
+    extra += [f"fallback={fallback}"] if fallback else []
+    extra += [f"tile_size={tile_size}"] if tile_size is not None else []
+    try:
+        cfg = load_config(PredictConfig, config, extra)
+        check_out_path(out)
+        until = parse_time(time)
+        loaded = load_model(resolve_checkpoint(checkpoint))
+        if (input_path / "zarr.json").is_file():
+            from nowcast.predict.loading import check_data_facts
+            from nowcast.store import StoreReader
+
+            store = StoreReader(str(input_path))
+            check_data_facts(loaded, store.grid.pixel_size, store.layout.time_step_s, store.grid.crs, store.path)
+            window = store_window(store, loaded.cfg.num_input_frames, until)
+        elif input_path.is_dir():
+            window = _raw_window(input_path, loaded, cfg, until, reader_format)
+        else:
+            raise NowcastError(f"--input {input_path}: neither a nowcast store nor a folder of radar files")
+        result = predict_to_file(loaded, window, cfg, out, history=" ".join(["nowcast", *sys.argv[1:]]))
+    except NowcastError as e:
+        fail(e)
+    for kind, path in result["paths"].items():
+        log.info("%s: %s", kind, path)
+
+
+def _raw_window(folder: Path, loaded, cfg, until, reader_format: str):
+    """Raw files -> input window: ingest's readers, coarsened to the model's pixel size when a whole multiple."""
+    from nowcast.errors import CheckpointError, ConfigError
+    from nowcast.ingest.align import plan_spatial
+    from nowcast.ingest.config import AlignConfig, ReaderOptions
+    from nowcast.ingest.readers import read_scan
+    from nowcast.ingest.sources import time_from_name
+    from nowcast.predict.raw_input import raw_window
+    from nowcast.scan import Scan
+
+    options = ReaderOptions(format=reader_format)
+    target = loaded.pixel_size_m
+
+    def read(path: str) -> Scan:
+        scan = read_scan(path, options)
+        if target is None or scan.grid.pixel_size >= target * (1 - 1e-6):
+            return scan  # same size, or coarser: check_data_facts reports the mismatch
+        try:
+            plan = plan_spatial(scan.grid, AlignConfig(pixel_size_m=target))
+        except ConfigError:
+            raise CheckpointError(f"{path}: pixel size {scan.grid.pixel_size:g} m cannot be coarsened to the "
+                                  f"checkpoint's pixel_size_m {target:g} m (not a whole multiple)") from None
+        return Scan(scan.time, plan.apply(scan.rain_rate), plan.target, scan.source)
+
+    return raw_window(folder, read, loaded.time_step_s, loaded.cfg.num_input_frames, until, time_from_name,
+                      cfg.tolerance_s)
+
+
+@app.command()
+def evaluate(
+    store: Path = typer.Option(..., help="the Zarr store to score forecasts against"),
+    out: Path = typer.Option(..., help="folder for scores.json, scores.md and scores.png"),
+    checkpoint: Optional[Path] = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
+    baselines: str = typer.Option("persistence,extrapolation", help="baselines scored beside the model, comma-separated"),
+    start: Optional[str] = typer.Option(None, help="earliest init time, e.g. 2024-06-01T00:00"),
+    end: Optional[str] = typer.Option(None, help="latest init time"),
+    leads: Optional[int] = typer.Option(None, min=1, help="lead times scored (default: all the model makes)"),
+    stride: int = typer.Option(1, min=1, help="score every k-th valid start"),
+    max_starts: Optional[int] = typer.Option(None, min=1, help="score at most this many starts"),
+    tile_size: Optional[int] = typer.Option(None, min=8, help="run the model in square tiles of this side"),
+) -> None:
+    """Score the model against persistence and optical-flow extrapolation over a store, per lead time."""
+    from nowcast.predict import PredictConfig, check_data_facts, load_model, model_forecaster, resolve_checkpoint
+    from nowcast.predict.inputs import parse_time
+    from nowcast.store import StoreReader
+    from nowcast.verify.baselines import BASELINES, make_forecaster
+    from nowcast.verify.evaluate import evaluate as run_evaluation
+    from nowcast.verify.report import markdown, write_reports
+
+    names = [name.strip() for name in baselines.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown:
+        raise typer.BadParameter(f"unknown baseline {unknown[0]!r}; available: {', '.join(sorted(BASELINES))}",
+                                 param_hint="--baselines")
+    try:
+        times = {"start": parse_time(start, "--start"), "end": parse_time(end, "--end")}
+        loaded = load_model(resolve_checkpoint(checkpoint))
+        reader = StoreReader(str(store))
+        check_data_facts(loaded, reader.grid.pixel_size, reader.layout.time_step_s, reader.grid.crs, reader.path)
+        n_leads = leads or loaded.cfg.num_output_frames
+        if n_leads > loaded.cfg.num_output_frames:
+            raise typer.BadParameter(f"the model forecasts {loaded.cfg.num_output_frames} lead times",
+                                     param_hint="--leads")
+        options = PredictConfig(tile_size=tile_size).forecast_options()
+        forecasters = {"model": model_forecaster(loaded.model, **options)}
+        forecasters.update({name: make_forecaster(name, reader.grid.pixel_size, reader.layout.time_step_s)
+                            for name in names})
+        result = run_evaluation(reader, forecasters, num_input_frames=loaded.cfg.num_input_frames, n_leads=n_leads,
+                                start=times["start"], end=times["end"], stride=stride, max_starts=max_starts)
+    except NowcastError as e:
+        fail(e)
+    paths = write_reports(result, out)
+    typer.echo(markdown(result))
+    log.info("scored %d starts of %s with %s (%d skipped at gaps); reports: %s", result.n_starts, loaded.path,
+             ", ".join(forecasters), result.n_skipped_gap, ", ".join(str(p) for p in paths.values()))
