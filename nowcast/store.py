@@ -136,6 +136,7 @@ def create_store(path: str, layout: StoreLayout, n_times: int, attrs: dict[str, 
                                   fill_value=0.0, dimension_names=(name,))
         coord[:] = values
         coord.attrs.update({"units": "m", "standard_name": std})
+    root.attrs["template_complete"] = True  # written last: a half-made template is recreated
     return root
 
 
@@ -161,14 +162,30 @@ def read_layout(root: zarr.Group) -> StoreLayout:
     )
 
 
-def resize_store(root: zarr.Group, layout: StoreLayout, n_times: int) -> None:
-    """Grow the time axis to ``n_times`` (never shrinks); the new rows read as missing."""
-    n_times = max(n_times, root[RAIN].shape[0])
+def ensure_length(root: zarr.Group, layout: StoreLayout, n_times: int) -> int:
+    """Grow the time axis to at least ``n_times`` rows; new rows read as missing.
+
+    Idempotent and safe to repeat after a crash part-way through: every time-indexed array is
+    brought to the same length and the time coordinate is rewritten when it is not the
+    regular axis. Returns the resulting length.
+    """
+    n_times = max(n_times, root[RAIN].shape[0], root[VALID].shape[0], root[TIME].shape[0])
     ny, nx = layout.grid.shape
-    root[RAIN].resize((n_times, ny, nx))
-    root[VALID].resize((n_times,))
-    root[TIME].resize((n_times,))
-    root[TIME][:] = to_epoch_s(layout.time_origin) + np.arange(n_times, dtype=np.int64) * layout.time_step_s
+    if root[RAIN].shape[0] != n_times:
+        root[RAIN].resize((n_times, ny, nx))
+    if root[VALID].shape[0] != n_times:
+        root[VALID].resize((n_times,))
+    expected = to_epoch_s(layout.time_origin) + np.arange(n_times, dtype=np.int64) * layout.time_step_s
+    if root[TIME].shape[0] != n_times:
+        root[TIME].resize((n_times,))
+    if not np.array_equal(root[TIME][:], expected):
+        root[TIME][:] = expected
+    return n_times
+
+
+def template_complete(root: zarr.Group) -> bool:
+    """False for a template that a killed run left half-created (it holds no data yet)."""
+    return bool(root.attrs.get("template_complete")) and all(k in root for k in (RAIN, VALID, TIME, "x", "y"))
 
 
 class StoreReader:

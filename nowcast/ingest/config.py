@@ -18,7 +18,10 @@ class ReaderOptions(Section):
     zr_a: float = Field(200.0, gt=0)  # Z = a R^b (Marshall-Palmer by default)
     zr_b: float = Field(1.6, gt=0)
     accumulation_minutes: float | None = Field(None, gt=0)  # fallback when a file does not say
-    max_rain_rate: float = Field(500.0, gt=0, le=MAX_RAIN_MMH)  # above this a file is implausible
+    max_rain_rate: float = Field(500.0, gt=0, le=MAX_RAIN_MMH)  # above this a pixel is implausible
+    # Implausible pixels (negative, above max_rain_rate) up to this fraction of the valid ones are
+    # isolated clutter or bit errors and become no data; more than that and the file is refused.
+    outlier_fraction: float = Field(0.001, ge=0, le=0.05)
 
 
 class SourceConfig(Section):

@@ -132,8 +132,20 @@ def _layout_for(config: IngestConfig, spatial: SpatialPlan, times: list[np.datet
 
 
 def _store_exists(path: str) -> bool:
+    """True for a usable store; a template half-made by a killed run counts as absent."""
     fs, root = fsspec.core.url_to_fs(path)
-    return fs.exists(f"{root}/zarr.json")
+    if not fs.exists(f"{root}/zarr.json"):
+        return False
+    try:
+        group = store.zarr.open_group(path, mode="r", zarr_format=3)
+        if store.template_complete(group):
+            return True
+    except Exception:  # noqa: BLE001 - unreadable metadata from a killed run
+        pass
+    if fs.exists(f"{root}/{manifest.MANIFEST_DIR}"):
+        raise StoreError(f"{path} has a manifest but its metadata is damaged; restore it or ingest into a new store")
+    log.warning("%s holds an unfinished store template from an interrupted run: recreating it", path)
+    return False
 
 
 def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
@@ -196,21 +208,10 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
                     "source": ", ".join(config.source.paths), "ingest_config": dump_config(config)})
                 log.info("created %s: %s, %d s step from %s", path, layout.grid.describe(), layout.time_step_s,
                          layout.time_origin)
-            elif max_index + 1 > root[store.RAIN].shape[0]:
-                store.resize_store(root, layout, max_index + 1)
-            n_times = root[store.RAIN].shape[0]
+            n_times = store.ensure_length(root, layout, max_index + 1)
             if records:
                 manifest.write_part(path, run_id, "plan", records)
-            valid = np.asarray(root[store.VALID][:], dtype=bool)
-            claimed = {r.index for r in seen.values() if r.status == INGESTED and r.index is not None}
-            jobs = []
-            for chunk, files in sorted(by_chunk.items()):
-                start, stop = store.chunk_bounds(layout, chunk, n_times)
-                jobs.append(ChunkJob(
-                    store_path=path, run_id=run_id, chunk=chunk, start=start, stop=stop, files=tuple(files),
-                    layout=layout, spatial=spatial, reader=config.source.reader, scans_per_step=scans_per_step,
-                    tolerance_s=config.align.time_tolerance_seconds, read_existing=bool(valid[start:stop].any()),
-                    keep_rows=tuple(i for i in range(start, stop) if valid[i] and i in claimed)))
+            jobs = _chunk_jobs(by_chunk, seen, sources, layout, n_times, run_id, spatial, scans_per_step, config)
             log.info("ingesting %d files into %d time chunks with the %s engine", sum(len(j.files) for j in jobs),
                      len(jobs), engine.name)
             records += _run_jobs(engine, jobs, summary, progress)
@@ -219,6 +220,33 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
         _finish(summary, path)
         _save_config(config, path)
     return summary
+
+
+def _chunk_jobs(by_chunk: dict[int, list[FileJob]], seen: dict[str, Record], sources: list[SourceFile],
+                layout: store.StoreLayout, n_times: int, run_id: str, spatial: SpatialPlan, scans_per_step: int,
+                config: IngestConfig) -> list[ChunkJob]:
+    """One job per time chunk with new files; the chunk's known files go along to rebuild it whole."""
+    present = {s.path: s for s in sources}
+    known_by_chunk: dict[int, list[Record]] = defaultdict(list)
+    for record in seen.values():
+        if record.status == INGESTED and record.index is not None:
+            known_by_chunk[layout.chunk_of(record.index)].append(record)
+    jobs = []
+    for chunk, new_files in sorted(by_chunk.items()):
+        start, stop = store.chunk_bounds(layout, chunk, n_times)
+        known, keep = [], []
+        for record in sorted(known_by_chunk.get(chunk, []), key=lambda r: r.path):
+            src = present.get(record.path)
+            if src is not None and src.size == record.size:
+                known.append(FileJob(src, record.index, known=True))
+            else:  # gone or changed since: its row stays as stored, never written twice
+                keep.append(record.index)
+        jobs.append(ChunkJob(
+            store_path=config.store.path, run_id=run_id, chunk=chunk, start=start, stop=stop,
+            files=tuple(known + sorted(new_files, key=lambda f: f.source.path)), layout=layout, spatial=spatial,
+            reader=config.source.reader, scans_per_step=scans_per_step,
+            tolerance_s=config.align.time_tolerance_seconds, keep_rows=tuple(keep)))
+    return jobs
 
 
 def _run_jobs(engine: Engine, jobs: list[ChunkJob], summary: IngestSummary, progress: bool) -> list[Record]:

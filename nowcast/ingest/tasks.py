@@ -33,25 +33,30 @@ class ChunkWriteError(NowcastError):
 class FileJob:
     source: SourceFile
     index: int  # planned row on the store's time axis (from the file name or a probe)
+    known: bool = False  # ingested by an earlier run: read again only to rebuild its chunk
 
 
 @dataclass(frozen=True)
 class ChunkJob:
-    """Everything a worker needs to ingest one time chunk: plain data, cheap to pickle."""
+    """Everything a worker needs to ingest one time chunk: plain data, cheap to pickle.
+
+    A chunk is rebuilt whole from its files, the known ones included, so writing it again
+    after a crash gives the same bytes. Only rows whose files are gone (``keep_rows``) are
+    carried over from the chunk already in the store.
+    """
 
     store_path: str
     run_id: str
     chunk: int
     start: int  # first row of the chunk
     stop: int  # one past the last row
-    files: tuple[FileJob, ...]
+    files: tuple[FileJob, ...]  # known files first, then new ones in path order
     layout: store.StoreLayout
     spatial: SpatialPlan
     reader: ReaderOptions
     scans_per_step: int = 1  # > 1 averages that many source scans into one step
     tolerance_s: float = 60.0
-    read_existing: bool = False  # the chunk already holds valid rows: start from its data
-    keep_rows: tuple[int, ...] = ()  # rows claimed by files in the manifest: never written again
+    keep_rows: tuple[int, ...] = ()  # rows claimed by files no longer readable: kept as stored
 
 
 @dataclass
@@ -82,14 +87,14 @@ def ingest_chunk(job: ChunkJob) -> ChunkResult:
         ChunkWriteError: the store could not be read or written (the message names the chunk).
     """
     n_rows = job.stop - job.start
+    rain = np.full((n_rows, *job.layout.grid.shape), np.nan, np.float32)
+    valid = np.zeros(n_rows, bool)
     try:
         root = store.open_group(job.store_path, mode="r+")
-        if job.read_existing:
-            rain = store.decode_rain(root[store.RAIN][job.start:job.stop])
-            valid = np.asarray(root[store.VALID][job.start:job.stop], dtype=bool)
-        else:
-            rain = np.full((n_rows, *job.layout.grid.shape), np.nan, np.float32)
-            valid = np.zeros(n_rows, bool)
+        if job.keep_rows:
+            rows = [i - job.start for i in job.keep_rows]
+            rain[rows] = store.decode_rain(root[store.RAIN][job.start:job.stop])[rows]
+            valid[rows] = np.asarray(root[store.VALID][job.start:job.stop], dtype=bool)[rows]
     except Exception as e:  # noqa: BLE001 - re-raised with the chunk named
         raise ChunkWriteError(f"chunk {job.chunk} (rows {job.start}-{job.stop - 1}) of {job.store_path}: {e}") from e
 
@@ -100,14 +105,19 @@ def ingest_chunk(job: ChunkJob) -> ChunkResult:
     counts = np.zeros(n_rows, np.int32)
     used: dict[int, list[Record]] = {}
     records: list[Record] = []
+    carry: list[int] = []  # rows to copy from the stored chunk
 
     for file in job.files:
         src = file.source
         record = Record(src.path, src.size, src.mtime, QUARANTINED, index=file.index)
-        records.append(record)
+        if not file.known:  # known files are in the manifest already
+            records.append(record)
         try:
             scan = read_scan(src.path, job.reader)
         except ReaderError as e:
+            if file.known:  # readable before, not now: keep what the store holds for its row
+                carry.append(file.index - job.start)
+                record.status = INGESTED
             record.reason = str(e)
             continue
         record.time = str(scan.time)
@@ -126,7 +136,7 @@ def ingest_chunk(job: ChunkJob) -> ChunkResult:
                              f"{job.spatial.source.describe()}")
             continue
         row = index - job.start
-        if index in keep or (not averaging and counts[row] > 0):
+        if not file.known and (index in keep or (not averaging and counts[row] > 0)):
             record.status, record.reason = DUPLICATE, f"time {scan.time} already written"
             continue
         field = job.spatial.apply(scan.rain_rate)
@@ -154,6 +164,9 @@ def ingest_chunk(job: ChunkJob) -> ChunkResult:
         n_written += int(complete)
 
     try:
+        if carry:
+            rain[carry] = store.decode_rain(root[store.RAIN][job.start:job.stop])[carry]
+            valid[carry] = np.asarray(root[store.VALID][job.start:job.stop], dtype=bool)[carry]
         store.write_time_chunk(root, job.layout, job.chunk, rain, valid)
         manifest.write_part(job.store_path, job.run_id, f"c{job.chunk}", records)
     except Exception as e:  # noqa: BLE001

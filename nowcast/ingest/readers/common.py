@@ -89,7 +89,8 @@ def validate_scan(scan: Scan, path: str, options: ReaderOptions) -> Scan:
         options: gives ``max_rain_rate``.
 
     Returns:
-        The scan, with values in (-0.005, 0) set to 0.
+        The scan, with values in (-0.005, 0) set to 0 and isolated implausible pixels (at most
+        ``options.outlier_fraction`` of the valid ones) set to no data.
 
     Raises:
         ReaderError: too small a field, a time outside 1980..now+1 day, infinite, negative or
@@ -109,17 +110,22 @@ def validate_scan(scan: Scan, path: str, options: ReaderOptions) -> Scan:
     finite = np.isfinite(rain)
     if not finite.any():
         raise ReaderError(f"{path}: no valid pixel (the whole field is no data)")
-    low = float(rain[finite].min())
-    if low <= NEGATIVE_ROUNDING:
-        raise ReaderError(f"{path}: rain rate {low:g} mm/h is negative (limit 0)")
-    high = float(rain[finite].max())
-    if high > options.max_rain_rate:
-        raise ReaderError(
-            f"{path}: rain rate {high:g} mm/h is above the limit {options.max_rain_rate:g} mm/h "
-            "(source.reader.max_rain_rate)"
-        )
-    if low < 0:
+    implausible = finite & ((rain <= NEGATIVE_ROUNDING) | (rain > options.max_rain_rate))
+    n_bad = int(implausible.sum())
+    if n_bad:
+        values = rain[implausible]
+        if n_bad > options.outlier_fraction * finite.sum():
+            low, high = float(values.min()), float(values.max())
+            what = (f"rain rate {low:g} mm/h is negative (limit 0)" if low <= NEGATIVE_ROUNDING else
+                    f"rain rate {high:g} mm/h is above the limit {options.max_rain_rate:g} mm/h "
+                    "(source.reader.max_rain_rate)")
+            raise ReaderError(f"{path}: {what}, on {n_bad} pixels (more than source.reader.outlier_fraction "
+                              f"{options.outlier_fraction:g} of the valid ones)")
+        log.debug("%s: %d implausible pixels (%g..%g mm/h) set to no data", path, n_bad, values.min(), values.max())
+        rain = np.where(implausible, np.float32(np.nan), rain)
+    if np.any(rain < 0):
         rain = np.where(rain < 0, np.float32(0), rain)
+    if rain is not scan.rain_rate:
         scan = Scan(time=scan.time, rain_rate=rain, grid=scan.grid, source=scan.source)
     return scan
 

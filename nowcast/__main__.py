@@ -1,0 +1,5 @@
+"""`python -m nowcast` runs the command line."""
+
+from nowcast.cli import main
+
+main()
