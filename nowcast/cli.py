@@ -36,6 +36,43 @@ def main() -> None:  # pragma: no cover - console entry point
         fail(e)
 
 
+@app.command()
+def ingest(
+    config: Path = typer.Option(..., "--config", "-c", help="ingest YAML, e.g. configs/ingest/knmi.yaml"),
+    engine: Optional[str] = typer.Option(None, help="dask (default), spark or serial"),
+    master: Optional[str] = typer.Option(None, help="Spark master URL (yarn, k8s://..., spark://host:port)"),
+    address: Optional[str] = typer.Option(None, help="Dask scheduler address (tcp://host:8786)"),
+    overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. store.chunk_time=24"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Ingest radar files into a Zarr store (resumable; bad files are quarantined).
+
+    Exit status: 0 all files ingested, 3 some files quarantined, 1 some chunks failed, 2 bad input.
+    """
+    from nowcast.config import load_config
+    from nowcast.ingest.config import IngestConfig
+    from nowcast.ingest.run import run_ingest
+
+    extra = list(overrides or [])
+    extra += [f"engine.name={engine}"] if engine else []
+    extra += [f"engine.spark.master={master}", "engine.name=spark"] if master else []
+    extra += [f"engine.address={address}"] if address else []
+    try:
+        cfg = load_config(IngestConfig, config, extra)
+        summary = run_ingest(cfg, progress=progress)
+    except NowcastError as e:
+        fail(e)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items())) or "nothing new"
+    log.info("%s: %d of %d times valid; this run: %s", summary.store_path, summary.n_valid, summary.n_times, counts)
+    for path, reason in summary.quarantined:
+        log.warning("quarantined: %s", reason or path)
+    if summary.failed_chunks:
+        log.error("%d chunks failed; run the same command again to retry them", len(summary.failed_chunks))
+        raise typer.Exit(1)
+    if summary.quarantined:
+        raise typer.Exit(3)
+
+
 @app.command("evaluate-baselines")
 def evaluate_baselines(
     store: Path = typer.Option(..., help="the Zarr store to score forecasts against"),
