@@ -16,7 +16,10 @@ import numpy as np
 MIN_PEAK_MMH = 10.0
 RADIUS_KM = (1.5, 4.0)  # Gaussian sigma of a cell core
 LIFE_MINUTES = (30.0, 100.0)
-REACH = 3.0  # cells are drawn out to this many sigma
+ASPECT = (1.0, 2.5)  # major/minor axis ratio of the elliptic cores
+PROFILE = 0.75  # rain ~ exp(-q ** PROFILE / 2), q the squared elliptic radius: sharper peak than a Gaussian
+TEXTURE = 0.7  # cores follow the rain they sit in: x exp(TEXTURE * (latent - latent at the centre))
+REACH = 3.5  # cells are drawn out to this many sigma (major axis)
 BIRTH_TRIES = 50
 
 
@@ -24,7 +27,9 @@ BIRTH_TRIES = 50
 class Cell:
     row: float  # centre, pixels of the working domain
     col: float
-    sigma_px: float
+    sigma_px: float  # geometric mean of the two axes
+    aspect: float
+    angle: float  # radians, orientation of the major axis
     peak_mmh: float
     life_steps: int
     age: int = 0
@@ -51,7 +56,7 @@ class ConvectiveCells:
 
     def _new(self, latent: np.ndarray, threshold: float, gain: float, age_fraction: bool) -> Cell | None:
         for _ in range(BIRTH_TRIES):  # a random raining pixel
-            u = self._rng.random(6)
+            u = self._rng.random(8)
             row, col = u[0] * self.shape[0], u[1] * self.shape[1]
             if latent[int(row), int(col)] > threshold:
                 break
@@ -61,7 +66,9 @@ class ConvectiveCells:
         peak = MIN_PEAK_MMH * (self._max_peak / MIN_PEAK_MMH) ** u[3] * min(gain, 1.5)
         life = max(2, int(round((LIFE_MINUTES[0] + u[4] * (LIFE_MINUTES[1] - LIFE_MINUTES[0])) / self._step_minutes)))
         age = int(u[5] * life) if age_fraction else 0
-        return Cell(row=row, col=col, sigma_px=max(sigma, 0.7), peak_mmh=peak, life_steps=life, age=age)
+        aspect = ASPECT[0] + u[6] * (ASPECT[1] - ASPECT[0])
+        return Cell(row=row, col=col, sigma_px=max(sigma, 0.7), aspect=aspect, angle=np.pi * u[7], peak_mmh=peak,
+                    life_steps=life, age=age)
 
     def step(self, velocity_px: Callable[[float, float], tuple[float, float]], latent: np.ndarray,
              threshold: float, gain: float) -> None:
@@ -93,22 +100,32 @@ class ConvectiveCells:
             if cell is not None:
                 self.cells.append(cell)
 
-    def render(self, rain: np.ndarray, offset: tuple[int, int]) -> None:
+    def render(self, rain: np.ndarray, latent: np.ndarray, offset: tuple[int, int]) -> None:
         """Add the cells' rain (mm/h) to ``rain``, the output window at ``offset`` of the working domain.
 
         Overlapping cells merge by their maximum, so two weak cells never make one implausibly strong core.
+
+        Args:
+            rain: (ny, nx) stratiform rain of the output window, updated in place.
+            latent: (ny, nx) latent field of the same window, for the cores' texture.
+            offset: (row, col) of the window in the working domain.
         """
         ny, nx = rain.shape
         cores = np.zeros_like(rain)
         for cell in self.cells:
             row, col = cell.row - offset[0], cell.col - offset[1]
-            reach = REACH * cell.sigma_px
+            major, minor = cell.sigma_px * np.sqrt(cell.aspect), cell.sigma_px / np.sqrt(cell.aspect)
+            reach = REACH * major
             r0, r1 = max(int(row - reach), 0), min(int(row + reach) + 2, ny)
             c0, c1 = max(int(col - reach), 0), min(int(col + reach) + 2, nx)
             if r0 >= r1 or c0 >= c1:
                 continue
-            gy = np.exp(-0.5 * ((np.arange(r0, r1) - row) / cell.sigma_px) ** 2)
-            gx = np.exp(-0.5 * ((np.arange(c0, c1) - col) / cell.sigma_px) ** 2)
-            core = (cell.peak_mmh * cell.strength() * np.outer(gy, gx)).astype(np.float32)
-            np.maximum(cores[r0:r1, c0:c1], core, out=cores[r0:r1, c0:c1])
+            dr = (np.arange(r0, r1) - row)[:, None]
+            dc = (np.arange(c0, c1) - col)[None, :]
+            cos, sin = np.cos(cell.angle), np.sin(cell.angle)
+            q = ((dr * cos + dc * sin) / major) ** 2 + ((dc * cos - dr * sin) / minor) ** 2
+            centre = latent[min(max(int(round(row)), 0), ny - 1), min(max(int(round(col)), 0), nx - 1)]
+            texture = np.clip(np.exp(TEXTURE * (latent[r0:r1, c0:c1] - centre)), 0.3, 1.5)
+            core = (cell.peak_mmh * cell.strength()) * np.exp(-0.5 * q ** PROFILE) * texture
+            np.maximum(cores[r0:r1, c0:c1], core.astype(np.float32), out=cores[r0:r1, c0:c1])
         rain += cores

@@ -136,7 +136,7 @@ def generate_fields(config: SynthConfig) -> Iterator[tuple[np.datetime64, np.nda
             return shift[0] + drow, shift[1] + dcol
 
         cells.step(velocity, latent, threshold, weather.intensity_gain[i])
-        cells.render(rain, offset)
+        cells.render(rain, latent[window], offset)
         rain = np.minimum(np.rint(rain * 100) / 100, MAX_RAIN_MMH).astype(np.float32)
         rain[rain < MIN_RAIN_MMH] = 0.0
         rain[mask] = np.nan
