@@ -216,6 +216,7 @@ def train(
 
 @app.command()
 def predict(
+    ctx: typer.Context,
     input_path: Path = typer.Option(..., "--input", help="a Zarr store, or a folder of raw radar files"),
     out: Path = typer.Option(..., help="forecast file: .nc (CF NetCDF) or .zarr"),
     checkpoint: Optional[Path] = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
@@ -230,8 +231,6 @@ def predict(
     overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
 ) -> None:
     """Forecast the next lead times from the latest input frames; write CF NetCDF/Zarr (and pictures)."""
-    import sys
-
     from nowcast.config import load_config
     from nowcast.predict import PredictConfig, load_model, predict_to_file, resolve_checkpoint, store_window
     from nowcast.predict.inputs import parse_time
@@ -258,11 +257,23 @@ def predict(
             window = _raw_window(input_path, loaded, cfg, until, reader_format)
         else:
             raise NowcastError(f"--input {input_path}: neither a nowcast store nor a folder of radar files")
-        result = predict_to_file(loaded, window, cfg, out, history=" ".join(["nowcast", *sys.argv[1:]]))
+        result = predict_to_file(loaded, window, cfg, out, history=_command_line(ctx))
     except NowcastError as e:
         fail(e)
     for kind, path in result["paths"].items():
         log.info("%s: %s", kind, path)
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command as parsed (for the output's history attribute)."""
+    parts = ["nowcast", ctx.info_name or "predict"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value in (None, False, [], ()) or value == param.default:
+            continue
+        flag = [param.opts[0]] if param.opts[0].startswith("-") else []
+        parts += flag + ([] if value is True else [str(v) for v in (value if isinstance(value, list) else [value])])
+    return " ".join(parts)
 
 
 def _raw_window(folder: Path, loaded, cfg, until, reader_format: str):

@@ -1,0 +1,26 @@
+"""PredictConfig: how a forecast is made and written (everything but the checkpoint and the input)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from nowcast.config import Section
+from nowcast.predict.forecast import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
+
+
+class PredictConfig(Section):
+    """Options of ``nowcast predict`` (and of the model forecaster in ``nowcast evaluate``)."""
+
+    leads: int | None = Field(None, ge=1)  # lead times written; None = all the model makes
+    tile_size: int | None = Field(None, ge=8)  # square tiles of this side; None = only above max_pixels
+    tile_overlap: int = Field(DEFAULT_OVERLAP, ge=0)  # pixels shared by neighbouring tiles
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=64)  # pixel budget of one model call
+    fallback: Literal["none", "extrapolation"] = "none"  # what to do when input frames are missing
+    tolerance_s: float = Field(60.0, ge=0)  # raw files: how far a scan time may be from a step
+    plot: bool = False  # a PNG panel and a GIF beside the output
+
+    def forecast_options(self) -> dict:
+        """Keyword arguments of ``run_model``."""
+        return {"tile_size": self.tile_size, "overlap": self.tile_overlap, "max_pixels": self.max_pixels}

@@ -1,0 +1,109 @@
+"""Load a checkpoint for forecasting and check it fits the input's pixel size and time step.
+
+The model is rebuilt from the checkpoint alone (``nowcast.checkpoint``, ``weights_only=True``):
+a file that is not a nowcast checkpoint, or one that would run code when unpickled, is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nowcast.checkpoint import load_checkpoint, model_from_checkpoint
+from nowcast.errors import CheckpointError
+from nowcast.model import EncoderForecaster, ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def default_checkpoint() -> Path:
+    """Where the shipped model lives (``nowcast/assets/model.pt``), whether or not it is there."""
+    return Path(__file__).resolve().parents[1] / "assets" / "model.pt"
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    """The checkpoint to use: ``path``, else the shipped model.
+
+    Raises:
+        CheckpointError: no path given and no model shipped with this installation.
+    """
+    if path is not None:
+        return Path(path)
+    shipped = default_checkpoint()
+    if not shipped.is_file():
+        raise CheckpointError(f"no --checkpoint given and no shipped model at {shipped}; pass --checkpoint "
+                              "runs/<name>/best.pt (train one with `nowcast train`)")
+    return shipped
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model ready to forecast, with what the output records about it."""
+
+    model: EncoderForecaster
+    cfg: ModelConfig
+    path: str
+    step: int
+    config: dict[str, Any]  # the checkpoint's resolved config (model, data facts, ...)
+
+    @property
+    def pixel_size_m(self) -> float | None:
+        value = self.config.get("pixel_size_m")
+        return None if value is None else float(value)
+
+    @property
+    def time_step_s(self) -> int | None:
+        value = self.config.get("time_step_s")
+        return None if value is None else int(value)
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load a checkpoint safely and rebuild its model in eval mode.
+
+    Args:
+        path: a checkpoint written by ``nowcast train``.
+
+    Returns:
+        The model and its facts.
+
+    Raises:
+        CheckpointError: missing, damaged, not ours, or not loadable without running code.
+    """
+    ckpt = load_checkpoint(path)
+    model, cfg = model_from_checkpoint(ckpt)
+    log.info("model from %s (step %s): %d input frames, %d leads, size divisor %d", path, ckpt.get("step"),
+             cfg.num_input_frames, cfg.num_output_frames, cfg.multiple)
+    return LoadedModel(model, cfg, str(path), int(ckpt.get("step", 0)), dict(ckpt["config"]))
+
+
+def check_data_facts(loaded: LoadedModel, pixel_size_m: float, time_step_s: int, crs: str | None = None,
+                     source: str = "input") -> None:
+    """Stop when the input's pixel size or time step differs from what the model was trained on.
+
+    Args:
+        loaded: the model.
+        pixel_size_m: the input's pixel size.
+        time_step_s: the input's time step.
+        crs: the input's CRS (a different one is only warned about).
+        source: the input, for the message.
+
+    Raises:
+        CheckpointError: naming both values of what differs.
+    """
+    problems = []
+    if loaded.pixel_size_m is not None and not math.isclose(loaded.pixel_size_m, pixel_size_m, rel_tol=1e-6,
+                                                            abs_tol=0.5):
+        problems.append(f"pixel_size_m: checkpoint {loaded.pixel_size_m:g} m, input {pixel_size_m:g} m")
+    if loaded.time_step_s is not None and loaded.time_step_s != int(time_step_s):
+        problems.append(f"time_step_s: checkpoint {loaded.time_step_s} s, input {int(time_step_s)} s")
+    if problems:
+        raise CheckpointError(f"{loaded.path} does not match {source}: " + "; ".join(problems)
+                              + ". Use a checkpoint trained on this resolution, or ingest the input at it")
+    if loaded.pixel_size_m is None or loaded.time_step_s is None:
+        log.warning("%s records no pixel_size_m/time_step_s; cannot check it fits %s", loaded.path, source)
+    trained_crs = loaded.config.get("crs")
+    if crs is not None and trained_crs and str(trained_crs).strip() != crs.strip():
+        log.warning("%s was trained on CRS %r, the input has %r", loaded.path, trained_crs, crs)

@@ -1,0 +1,184 @@
+"""Write a forecast as CF NetCDF (or Zarr, by the ``.zarr`` extension), atomically.
+
+Layout (CF-1.8)::
+
+    rainfall_rate (time, y, x)  float32 mm h-1, standard_name rainfall_rate, NaN = no data
+    time (time)                 valid time of each lead
+    lead_time (time)            minutes after forecast_reference_time (standard_name forecast_period)
+    forecast_reference_time     scalar: time of the last input frame
+    y, x                        the input grid, projection metres
+    crs                         grid mapping: pyproj's CF attributes, crs_wkt and proj4
+    attrs                       model (checkpoint, step, config JSON), predict config (YAML), history
+
+The file is written under a hidden temporary name in the destination folder and renamed
+(``os.replace``) when complete: a reader sees the old forecast or the new one, never half of
+one; on any failure the temporary file is removed and the final name is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nowcast import __version__
+from nowcast.config import dump_config
+from nowcast.errors import ConfigError
+from nowcast.predict.config import PredictConfig
+from nowcast.predict.loading import LoadedModel
+
+log = logging.getLogger(__name__)
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+ZARR_SUFFIX = ".zarr"
+TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+
+
+def check_out_path(out: str | Path) -> Path:
+    """The output path, if its extension names a format we write.
+
+    Raises:
+        ConfigError: any other extension (the message lists the allowed ones).
+    """
+    out = Path(out)
+    if out.suffix.lower() not in (*NETCDF_SUFFIXES, ZARR_SUFFIX):
+        raise ConfigError(f"--out {out}: unknown extension {out.suffix!r}; use one of "
+                          f"{', '.join((*NETCDF_SUFFIXES, ZARR_SUFFIX))}")
+    return out
+
+
+def crs_attributes(crs: str) -> dict[str, Any]:
+    """CF grid-mapping attributes of ``crs`` (pyproj ``to_cf``), always with crs_wkt and proj4."""
+    from pyproj import CRS
+
+    try:
+        parsed = CRS.from_user_input(crs)
+    except Exception as e:  # pyproj raises CRSError, but a bad string may raise others
+        log.warning("CRS %r is not understood by pyproj (%s); writing it as given", crs, e)
+        return {"crs_wkt": crs, "proj4": crs}
+    try:
+        attrs = {k: v for k, v in parsed.to_cf().items() if v is not None}
+    except Exception as e:  # some projections have no CF grid mapping
+        log.warning("no CF grid mapping for %r (%s); writing WKT only", crs, e)
+        attrs = {}
+    attrs.setdefault("crs_wkt", parsed.to_wkt())
+    attrs["proj4"] = crs if crs.strip().startswith("+") else parsed.to_proj4()
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in attrs.items()}
+
+
+def forecast_dataset(forecast: Any, loaded: LoadedModel, cfg: PredictConfig, history: str = ""):
+    """The forecast as a CF xarray Dataset (see the module docstring).
+
+    Args:
+        forecast: a ``nowcast.predict.run.Forecast``.
+        loaded: the model that made it (recorded in the attributes).
+        cfg: the resolved predict config (recorded).
+        history: the command line.
+    """
+    import xarray as xr
+
+    grid = forecast.grid
+    window = forecast.window
+    coords = {
+        "time": ("time", forecast.valid_times.astype("datetime64[ns]"),
+                 {"standard_name": "time", "long_name": "valid time", "axis": "T"}),
+        "lead_time": ("time", forecast.lead_minutes,
+                      {"standard_name": "forecast_period", "long_name": "lead time", "units": "minutes"}),
+        "forecast_reference_time": ((), np.datetime64(forecast.init_time, "ns"),
+                                    {"standard_name": "forecast_reference_time",
+                                     "long_name": "time of the last input frame"}),
+        "y": ("y", grid.y, {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}),
+        "x": ("x", grid.x, {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}),
+    }
+    rain_attrs = {"units": "mm h-1", "standard_name": "rainfall_rate", "long_name": "forecast rain rate",
+                  "grid_mapping": "crs"}
+    data_vars = {
+        "rainfall_rate": (("time", "y", "x"), np.asarray(forecast.rain, np.float32), rain_attrs),
+        "crs": ((), np.int32(0), crs_attributes(grid.crs)),
+    }
+    attrs = {
+        "Conventions": "CF-1.8",
+        "title": "radar precipitation nowcast",
+        "source": f"nowcast {__version__}: {'ConvLSTM encoder-forecaster' if forecast.method == 'model' else forecast.method}",
+        "history": f"{np.datetime64('now', 's')}Z: {history or 'nowcast predict'}",
+        "forecast_method": forecast.method,
+        "fallback": int(forecast.method != "model"),
+        "fallback_reason": forecast.note,
+        "model_checkpoint": loaded.path,
+        "model_step": int(loaded.step),
+        "model_config": json.dumps(loaded.cfg.model_dump(mode="json")),
+        "checkpoint_config": json.dumps(loaded.config, default=str),
+        "predict_config": dump_config(cfg),
+        "input_source": window.frames.source,
+        "input_times": " ".join(str(t) for t in window.frames.times),
+        "input_missing_times": " ".join(str(t) for t in window.missing),
+        "no_data_rule": "NaN where the last input frame has no data",
+        "time_step_s": int(forecast.time_step_s),
+        "pixel_size_m": float(grid.pixel_size),
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def _encoding(ds, zarr: bool) -> dict[str, dict[str, Any]]:
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    rain = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
+    if not zarr:
+        rain.update({"zlib": True, "complevel": 4, "chunksizes": (1, ny, nx)})
+    times = {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "int64"}
+    return {"rainfall_rate": rain, "time": dict(times), "forecast_reference_time": dict(times),
+            "lead_time": {"dtype": "float64"}}
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def write_dataset(ds, out: str | Path) -> Path:
+    """Write ``ds`` to ``out`` (NetCDF or Zarr by extension) through a temporary name and a rename.
+
+    Args:
+        ds: the dataset.
+        out: the final path.
+
+    Returns:
+        The final path.
+
+    Raises:
+        ConfigError: an extension we do not write.
+    """
+    out = check_out_path(out)
+    zarr = out.suffix.lower() == ZARR_SUFFIX
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        if zarr:
+            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds, True))
+            old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
+            if out.exists():  # a folder cannot be replaced in one rename: move the old one aside first
+                os.replace(out, old)
+            os.replace(tmp, out)
+            _remove(old)
+        else:
+            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, False))
+            os.replace(tmp, out)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return out
+
+
+def write_forecast(forecast: Any, out: str | Path, loaded: LoadedModel, cfg: PredictConfig,
+                   history: str = "") -> Path:
+    """Write a forecast (see the module docstring); returns the final path."""
+    path = write_dataset(forecast_dataset(forecast, loaded, cfg, history), out)
+    log.info("wrote %s: %d leads from %s (%s)", path, len(forecast.rain), forecast.init_time, forecast.method)
+    return path
