@@ -23,7 +23,7 @@ def fields(config: SynthConfig) -> np.ndarray:
 @pytest.fixture(scope="module")
 def archive():
     """Three hours of a busy convective day on a small domain, shared by the statistics tests."""
-    config = SynthConfig(n_scans=36, height=128, width=128, seed=7, convective_cell_rate=4.0)
+    config = SynthConfig(n_scans=36, height=128, width=128, seed=7, convective_cell_rate=10.0)
     return config, fields(config)
 
 
@@ -86,7 +86,7 @@ def test_mostly_dry_with_lognormal_wet_rates_and_heavy_cells(archive):
     assert 0.2 <= np.median(wet) <= 1.5, np.median(wet)
     assert wet.max() >= 10.0, wet.max()  # convective cores
     assert wet.max() <= 300.0
-    assert np.mean(wet > 10.0) < 0.02  # ... but only a few heavy pixels
+    assert np.mean(valid > 10.0) < 0.03  # ... but few heavy pixels, even on this busy day
     np.testing.assert_array_equal(valid, np.round(valid, 2))  # 0.01 mm/h resolution
     assert not np.any((valid > 0) & (valid < 0.1))
 
@@ -123,24 +123,33 @@ def test_wind_turns_slowly_and_keeps_its_speed():
     assert 3.0 < np.median(np.hypot(u, v)) < 20.0
 
 
-def test_rain_grows_decays_and_evolves_beyond_translation(archive):
-    config, rain = archive
+def test_rain_grows_and_decays(archive):
+    _, rain = archive
     filled = np.nan_to_num(rain)
     wet_area = (filled >= 0.1).mean(axis=(1, 2))
     wet_mean = np.array([f[f >= 0.1].mean() for f in filled])
-    assert np.ptp(wet_area) > 0.02, wet_area
+    assert np.ptp(wet_area) > 0.01, wet_area
     assert np.ptp(wet_mean) / wet_mean.mean() > 0.05, wet_mean
-    # Lagrangian decorrelation: after undoing the motion, later frames resemble t=0 less and less.
+
+
+def test_rain_evolves_beyond_translation():
+    """Lagrangian decorrelation: once the motion is undone, later scans resemble the first less and less."""
+    config = SynthConfig(n_scans=25, height=128, width=128, seed=2, wind_perturbation=0.0, convective_cell_rate=0.0,
+                         n_radars=0, wet_fraction=0.4, wet_fraction_variability=0.0)
+    rain = np.log1p(fields(config))
     wind, px_per_ms = wind_series(config), config.time_step_s / config.pixel_size_m
 
     def moved_correlation(lag: int) -> float:
         drow = int(round(-wind[1:lag + 1, 1].sum() * px_per_ms))
         dcol = int(round(wind[1:lag + 1, 0].sum() * px_per_ms))
-        ahead = np.roll(filled[lag], (-drow, -dcol), axis=(0, 1))[20:-20, 20:-20]
-        return float(np.corrcoef(filled[0][20:-20, 20:-20].ravel(), ahead.ravel())[0, 1])
+        n = rain.shape[1]
+        rows, cols = slice(max(0, -drow), min(n, n - drow)), slice(max(0, -dcol), min(n, n - dcol))
+        moved = slice(rows.start + drow, rows.stop + drow), slice(cols.start + dcol, cols.stop + dcol)
+        return float(np.corrcoef(rain[0][rows, cols].ravel(), rain[lag][moved].ravel())[0, 1])
 
-    assert moved_correlation(1) > 0.7
-    assert moved_correlation(24) < moved_correlation(1) - 0.2
+    first, half_hour, two_hours = moved_correlation(1), moved_correlation(6), moved_correlation(24)
+    assert first > 0.9  # five minutes on, the rain has mostly just moved
+    assert half_hour > two_hours and two_hours < first - 0.15  # but it grows and decays over hours
 
 
 def test_nodata_regions_are_present_and_fixed(archive):

@@ -33,7 +33,7 @@ class SynthConfig(Section):
     wet_fraction_variability: float = Field(0.6, ge=0, le=3)  # std of the slow log-odds change
     spectral_slope: float = Field(3.3, ge=1.5, le=4.5)  # beta in P(k) ~ k^-beta of the latent field
     largest_scale_km: float = Field(200.0, gt=0)  # the spectrum flattens above this wavelength
-    lifetime_minutes_100km: float = Field(120.0, gt=0)  # Lagrangian decorrelation time of 100 km features
+    lifetime_minutes_100km: float = Field(600.0, gt=0)  # Lagrangian decorrelation time of 100 km features
     convective_cell_rate: float = Field(1.5, ge=0)  # new cells per hour per 10,000 km2 of raining area
     max_cell_rain_mmh: float = Field(60.0, ge=10, le=300)  # peak of the strongest cells
     # wind: a domain-uniform part drifting slowly, plus a weak smooth rotation/shear

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import fft
 from scipy.ndimage import map_coordinates
 
-LIFETIME_EXPONENT = 0.8  # lifetime ~ wavelength^0.8: 2 km features live ~5 min when 100 km live 2 h
+LIFETIME_EXPONENT = 1.0  # lifetime ~ wavelength: 2 km features live ~12 min when 100 km live 10 h
 
 
 def padded_shape(shape: tuple[int, int], pixel_size_m: float, largest_scale_km: float) -> tuple[int, int]:
