@@ -1,0 +1,50 @@
+"""nowcast evaluate: the model and the baselines scored over a store, reports written and printed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nowcast.cli import app
+from nowcast.store import write_mock_store
+from tests.predict_helpers import write_checkpoint
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_mock_store(str(tmp_path_factory.mktemp("eval") / "mock.zarr"), n_times=30, shape=(64, 64),
+                            missing=(12,))
+
+
+def invoke(*args):
+    return CliRunner(env={"COLUMNS": "250"}).invoke(app, [str(a) for a in args])
+
+
+def test_evaluate_scores_model_and_baselines(store, tmp_path):
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    out = tmp_path / "scores"
+    done = invoke("evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", out, "--leads", "3",
+                  "--max-starts", "4", "--stride", "2")
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in out.iterdir()) == ["scores.json", "scores.md", "scores.png"]
+    scores = json.loads((out / "scores.json").read_text())
+    assert list(scores["methods"]) == ["model", "persistence", "extrapolation"]
+    assert scores["n_starts"] == 4 and scores["num_input_frames"] == 3 and scores["lead_minutes"] == [5, 10, 15]
+    for method in scores["methods"].values():
+        assert len(method["MAE"]) == 3 and all(v is not None and v >= 0 for v in method["MAE"])
+    assert "| lead (min) | model | persistence | extrapolation |" in done.output
+    assert (out / "scores.md").read_text() in done.output.replace("\r", "")
+    assert np.isfinite(scores["methods"]["persistence"]["CSI@1"][0])
+
+
+def test_evaluate_checks_the_checkpoint_against_the_store(store, tmp_path):
+    ckpt = write_checkpoint(tmp_path / "m.pt", time_step_s=600)
+    done = invoke("evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", tmp_path / "s")
+    assert done.exit_code == 2 and "600" in done.output and "300" in done.output
+    bad = invoke("evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", tmp_path / "s",
+                 "--baselines", "persistence,nope")
+    assert bad.exit_code != 0 and "available: extrapolation, persistence" in bad.output
+    assert not (tmp_path / "s").exists()

@@ -1,0 +1,72 @@
+"""nowcast predict from a folder of raw CF NetCDF files: same frames as the files, coarsening, gaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from nowcast.cli import app
+from nowcast.ingest.align import coarsen_mean
+from tests.cf_archive import LAEA, write_archive
+from tests.predict_helpers import write_checkpoint
+
+START = np.datetime64("2024-06-01T00:00", "s")
+STEP = np.timedelta64(300, "s")
+
+
+def invoke(*args):
+    return CliRunner(env={"COLUMNS": "250"}).invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """Six 5-minute CF files of 32x40 at 1 km; the last step (5) missing, so the newest is step 4."""
+    folder = tmp_path_factory.mktemp("raw") / "radar"
+    fields = write_archive(folder, 6, shape=(32, 40), missing=(5,))
+    return folder, fields
+
+
+def test_predict_from_raw_files(archive, tmp_path):
+    folder, fields = archive
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    out = tmp_path / "f.nc"
+    done = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", out, "--leads", "2")
+    assert done.exit_code == 0, done.output
+    ds = xr.open_dataset(out)
+    assert ds["forecast_reference_time"].values.astype("datetime64[s]") == START + 4 * STEP
+    np.testing.assert_array_equal(ds["time"].values.astype("datetime64[s]"), START + STEP * np.array([5, 6]))
+    np.testing.assert_allclose(ds["x"].values, -50_000 + 1000 * (np.arange(40) + 0.5))
+    np.testing.assert_allclose(ds["y"].values, 50_000 - 1000 * (np.arange(32) + 0.5))
+    assert ds["crs"].attrs["grid_mapping_name"] == LAEA["grid_mapping_name"]
+    assert ds.attrs["input_times"].split() == [str(START + k * STEP) for k in (2, 3, 4)]
+    # no data exactly where the newest file has none (the no-data corner of the known field)
+    np.testing.assert_array_equal(np.isnan(ds["rainfall_rate"].values[0]), np.isnan(fields[4]))
+
+
+def test_raw_files_are_coarsened_to_the_checkpoint_pixel_size(archive, tmp_path):
+    folder, fields = archive
+    ckpt = write_checkpoint(tmp_path / "m2km.pt", pixel_size_m=2000.0)
+    out = tmp_path / "f.nc"
+    done = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", out, "--leads", "1")
+    assert done.exit_code == 0, done.output
+    ds = xr.open_dataset(out)
+    assert ds["rainfall_rate"].shape == (1, 16, 20)
+    np.testing.assert_allclose(ds["x"].values, -50_000 + 2000 * (np.arange(20) + 0.5))
+    expected_mask = np.isnan(coarsen_mean(fields[4], 2, 0.5))
+    np.testing.assert_array_equal(np.isnan(ds["rainfall_rate"].values[0]), expected_mask)
+    bad = invoke("predict", "--checkpoint", write_checkpoint(tmp_path / "m1500.pt", pixel_size_m=1500.0),
+                 "--input", folder, "--out", tmp_path / "g.nc")
+    assert bad.exit_code == 2 and "1500" in bad.output and "not a whole multiple" in bad.output
+
+
+def test_raw_gap_names_the_missing_file_time(tmp_path):
+    folder = tmp_path / "radar"
+    write_archive(folder, 6, shape=(32, 40), missing=(3,))
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    done = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", tmp_path / "f.nc")
+    assert done.exit_code == 2 and str(START + 3 * STEP) in done.output
+    ok = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", tmp_path / "f.nc",
+                "--time", str(START + 2 * STEP))
+    assert ok.exit_code == 0, ok.output
