@@ -1,0 +1,155 @@
+"""Training benchmarks, each measured side by side in one run.
+
+1. loader: samples/s training from the store through the partition-local loader, vs the same
+   model fed from batches already in memory (goal: ratio >= 0.95, the loader keeps up).
+2. cell: step time (forward + backward over a sequence) of our fused ConvLSTMCell vs the common
+   8-convolution ConvLSTM of the same size (goal: ours >= 1.3x faster).
+3. scaling: 2 DDP processes (gloo, one thread each) vs 1: efficiency = throughput_2 / (2 x throughput_1).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from nowcast.config import validate
+from nowcast.model import ConvLSTMCell, build_model
+from nowcast.store import StoreReader, write_mock_store
+from nowcast.train.config import TrainConfig
+from nowcast.train.data import WindowDataset, build_windows, make_loader, plan_epoch
+from nowcast.train.loop import lr_lambda, train_step
+
+
+class ReferenceConvLSTMCell(nn.Module):
+    """ConvLSTM written the common way: one convolution per gate for x and one for h (8 convs)."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int):
+        super().__init__()
+        conv = lambda c: nn.Conv2d(c, hidden_channels, kernel_size, padding=kernel_size // 2)  # noqa: E731
+        self.wx = nn.ModuleList(conv(in_channels) for _ in range(4))
+        self.wh = nn.ModuleList(conv(hidden_channels) for _ in range(4))
+
+    def forward(self, x, state):
+        h, c = state
+        i, f, o, g = (wx(x) + wh(h) for wx, wh in zip(self.wx, self.wh))
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _config(store: Path, quick: bool, workers: int, **optim) -> TrainConfig:
+    return validate(TrainConfig, {
+        "data": {"stores": [str(store)], "crop_size": 64, "val_fraction": 0.1, "chunks_in_memory": 2},
+        "model": {"num_input_frames": 6, "num_output_frames": 6, "stem_channels": 8,
+                  "hidden_channels": [16, 32] if quick else [32, 64], "kernel_sizes": [3, 3], "downsample": [2]},
+        "optim": {"batch_size": 4, "num_workers": workers, "max_steps": 1000, "warmup_steps": 10, **optim},
+        "run": {"seed": 0},
+    }, "bench")
+
+
+def _samples_per_s(model, cfg, batches) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    batches = iter(batches)
+    x, y = next(batches)  # warm-up step (and loader start-up) not timed
+    train_step(model, optimizer, scheduler, x, y, cfg, torch.device("cpu"))
+    t0, n = time.perf_counter(), 0
+    for x, y in batches:
+        train_step(model, optimizer, scheduler, x, y, cfg, torch.device("cpu"))
+        n += len(x)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_loader(out_dir: Path, quick: bool) -> list[dict]:
+    store = out_dir / "train-bench-store.zarr"
+    write_mock_store(str(store), n_times=96 if quick else 240, shape=(128, 128), chunk_time=12, missing=(30,))
+    cfg = _config(store, quick, workers=2)
+    reader = StoreReader(str(store))
+    train_w, _ = build_windows([reader], cfg)
+    plan = plan_epoch(train_w.units([reader.chunk_time]), 0, 0, 1, 2, cfg.optim.batch_size)
+    steps = min(plan.steps, 12 if quick else 40)
+    dataset = WindowDataset([reader], train_w, plan.streams[0], cfg, cfg.optim.batch_size, (0, 0, 0))
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    from_store = _samples_per_s(model, cfg, itertools.islice(make_loader(dataset, cfg.optim.batch_size, 2), steps))
+    in_memory = [(x.clone(), y.clone()) for x, y in itertools.islice(make_loader(dataset, cfg.optim.batch_size, 0), steps)]
+    torch.manual_seed(0)
+    from_memory = _samples_per_s(build_model(cfg.model), cfg, in_memory)
+    ratio = from_store / from_memory
+    return [{"name": "loader samples/s (store, 2 workers)", "value": from_store, "unit": "samples/s"},
+            {"name": "loader samples/s (in memory)", "value": from_memory, "unit": "samples/s"},
+            {"name": "store loader / in memory", "value": ratio, "unit": "x", "goal": ">= 0.95", "ok": ratio >= 0.95}]
+
+
+def _time_cell(cell: nn.Module, x: torch.Tensor, hidden: int, repeats: int) -> float:
+    b, t, _, h, w = x.shape
+    best = float("inf")
+    for _ in range(repeats + 1):  # first is warm-up
+        t0 = time.perf_counter()
+        state = (x.new_zeros(b, hidden, h, w), x.new_zeros(b, hidden, h, w))
+        outputs = []
+        for i in range(t):
+            state = cell(x[:, i], state)
+            outputs.append(state[0])
+        torch.stack(outputs).square().mean().backward()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_cell(quick: bool) -> list[dict]:
+    c_in, hidden, size = (16, 32, 32) if quick else (32, 64, 64)
+    x = torch.randn(4, 6, c_in, size, size)
+    torch.manual_seed(0)
+    ours = _time_cell(ConvLSTMCell(c_in, hidden, 3), x, hidden, 3 if quick else 5)
+    reference = _time_cell(ReferenceConvLSTMCell(c_in, hidden, 3), x, hidden, 3 if quick else 5)
+    speedup = reference / ours
+    return [{"name": f"ConvLSTM step fused ({c_in}->{hidden}, {size}x{size}, B4 T6)", "value": ours * 1e3, "unit": "ms"},
+            {"name": "ConvLSTM step reference (8 convs)", "value": reference * 1e3, "unit": "ms"},
+            {"name": "fused cell speed-up", "value": speedup, "unit": "x", "goal": ">= 1.3", "ok": speedup >= 1.3}]
+
+
+def _scaling_rank(rank: int, world: int, port: int, steps: int, result: mp.Queue) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    cfg = _config(Path("unused"), True, workers=0)
+    torch.manual_seed(0)
+    model = DistributedDataParallel(build_model(cfg.model))
+    x = torch.rand(2, 6, 1, 64, 64) * 10  # per-rank batch of 2: weak scaling
+    y = torch.rand(2, 6, 1, 64, 64) * 10
+    rate = _samples_per_s(model, cfg, [(x, y)] * (steps + 1))
+    result.put(rate)
+    dist.destroy_process_group()
+
+
+def bench_scaling(quick: bool) -> list[dict]:
+    rates = {}
+    ctx = mp.get_context("spawn")
+    for world in (1, 2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        queue = ctx.Queue()
+        mp.start_processes(_scaling_rank, args=(world, port, 4 if quick else 15, queue), nprocs=world,
+                           start_method="spawn", join=True)
+        rates[world] = sum(queue.get() for _ in range(world))
+    efficiency = rates[2] / (2 * rates[1])
+    return [{"name": "DDP samples/s, 1 process (1 thread)", "value": rates[1], "unit": "samples/s"},
+            {"name": "DDP samples/s, 2 processes (1 thread each)", "value": rates[2], "unit": "samples/s"},
+            {"name": "scaling efficiency 2 vs 1 process", "value": efficiency, "unit": "",
+             "goal": ">= 0.8 (2 free cores)", "ok": efficiency >= 0.8}]
+
+
+def run(quick: bool, out_dir: Path) -> list[dict]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return bench_cell(quick) + bench_loader(out_dir, quick) + bench_scaling(quick)
