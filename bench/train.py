@@ -78,7 +78,7 @@ def bench_loader(out_dir: Path, quick: bool) -> list[dict]:
     torch.manual_seed(0)
     model = build_model(cfg.model)
     from_store = _samples_per_s(model, cfg, itertools.islice(make_loader(dataset, cfg.optim.batch_size, 2), steps))
-    in_memory = [(x.clone(), y.clone()) for x, y in itertools.islice(make_loader(dataset, cfg.optim.batch_size, 0), steps)]
+    in_memory = [(x.clone(), y.clone()) for x, y in itertools.islice(make_loader(dataset, cfg.optim.batch_size, 2), steps)]
     torch.manual_seed(0)
     from_memory = _samples_per_s(build_model(cfg.model), cfg, in_memory)
     ratio = from_store / from_memory

@@ -75,7 +75,7 @@ def test_ddp_matches_one_process_and_ranks_read_only_their_chunks(tmp_path):
     train_w, val_w = build_windows([StoreReader(str(store))], cfg)
     plan = plan_epoch(train_w.units([8]), cfg.run.seed, 0, 2, 2, 2)
     cfg = tiny_config(store, tmp_path, optim={"batch_size": 4, "num_workers": 2, "max_steps": plan.steps},
-                      run={"val_every": 100})  # validation once, at the end  # one epoch: one assignment of chunks to ranks
+                      run={"val_every": 100})  # one epoch (one assignment of chunks to ranks), validation at its end
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
