@@ -183,6 +183,23 @@ def ensure_length(root: zarr.Group, layout: StoreLayout, n_times: int) -> int:
     return n_times
 
 
+def trim_trailing_missing(root: zarr.Group, layout: StoreLayout, keep_at_least: int) -> int:
+    """Shrink the time axis to its last valid row (not below ``keep_at_least``).
+
+    Ingest grows the axis from the times in file names before reading the files; when the
+    files at the end turn out bad, the rows planned for them are given back.
+    """
+    valid = np.asarray(root[VALID][:], dtype=bool)
+    last = int(np.flatnonzero(valid)[-1]) + 1 if valid.any() else 0
+    n_times = max(last, keep_at_least, 1)
+    if n_times < valid.shape[0]:
+        ny, nx = layout.grid.shape
+        root[RAIN].resize((n_times, ny, nx))
+        root[VALID].resize((n_times,))
+        root[TIME].resize((n_times,))
+    return n_times
+
+
 def template_complete(root: zarr.Group) -> bool:
     """False for a template that a killed run left half-created (it holds no data yet)."""
     return bool(root.attrs.get("template_complete")) and all(k in root for k in (RAIN, VALID, TIME, "x", "y"))

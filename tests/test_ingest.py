@@ -117,7 +117,7 @@ def test_coarsen_and_average_to_coarser_step(tmp_path):
     # the 10-min step ending at 00:10 averages the scans of 00:05 and 00:10
     assert str(reader.times[0]) == "2024-06-01T00:00:00" and not reader.valid[0]  # 00:00 alone: incomplete
     assert summary.counts["incomplete"] == 2  # 00:00 and 00:35 (its step ends at 00:40) wait for partners
-    assert reader.valid.tolist() == [False, True, True, True, False]
+    assert reader.valid.tolist() == [False, True, True, True]  # the incomplete last step is not kept
     def block_mean(a):
         return a.reshape(16, 2, 20, 2).mean(axis=(1, 3))
     expected = (block_mean(fields[1]) + block_mean(fields[2])) / 2

@@ -58,9 +58,10 @@ def _probe_times(paths: list[str], reader) -> list[tuple[str, str | None, str]]:
     out = []
     for path in paths:
         try:
-            out.append((path, str(read_scan(path, reader).time), ""))
+            scan = read_scan(path, reader)
+            out.append((path, str(scan.time), "", scan.grid))
         except ReaderError as e:
-            out.append((path, None, str(e)))
+            out.append((path, None, str(e), None))
     return out
 
 
@@ -80,8 +81,8 @@ def _plan_times(new: list[SourceFile], config: IngestConfig, engine: Engine) -> 
         batches = [to_probe[i:i + PROBE_BATCH] for i in range(0, len(to_probe), PROBE_BATCH)]
         for batch, outcome in engine.map_unordered(_ProbeBatch(config.source.reader), batches):
             if isinstance(outcome, Exception):
-                outcome = [(p, None, f"{p}: {outcome}") for p in batch]
-            for path, t, reason in outcome:
+                outcome = [(p, None, f"{p}: {outcome}", None) for p in batch]
+            for path, t, reason, _ in outcome:
                 if t is None:
                     src = by_path[path]
                     bad.append(Record(path, src.size, src.mtime, QUARANTINED, reason=reason))
@@ -98,6 +99,59 @@ class _ProbeBatch:
 
     def __call__(self, paths):
         return _probe_times(paths, self.reader)
+
+
+OUTLIER_GAP = np.timedelta64(7, "D")
+
+
+def _stored_span(path: str) -> list[np.datetime64]:
+    reader = store.StoreReader(path)
+    valid_times = reader.times[reader.valid]
+    return [valid_times[0], valid_times[-1]] if len(valid_times) else []
+
+
+def _split_outlying_times(times: dict[str, np.datetime64],
+                          anchors: list[np.datetime64]) -> tuple[dict[str, np.datetime64], list[str]]:
+    """Split planned times into the trusted ones and files to read before they stretch the axis.
+
+    Rows are planned from file names, before files are read; a stray file of another year
+    (or another network) would otherwise grow the store by years of empty rows. Times are
+    split where they jump by more than a week; the group holding the stored times (or the
+    largest group, for a new store) is trusted.
+    """
+    if not times:
+        return times, []
+    points = sorted([(t, p) for p, t in times.items()] + [(t, None) for t in anchors], key=lambda x: x[0])
+    groups: list[list[tuple[np.datetime64, str | None]]] = [[points[0]]]
+    for prev, cur in zip(points, points[1:]):
+        if cur[0] - prev[0] > OUTLIER_GAP:
+            groups.append([])
+        groups[-1].append(cur)
+    trusted_groups = [g for g in groups if any(p is None for _, p in g)] or [max(groups, key=len)]
+    trusted = {p: t for g in trusted_groups for t, p in g if p is not None}
+    return trusted, [p for p in times if p not in trusted]
+
+
+def _check_doubtful(doubtful: list[str], times: dict[str, np.datetime64], source_grid, new: list[SourceFile],
+                    config: IngestConfig, engine: Engine) -> list[Record]:
+    """Read the outlying files; quarantine those unreadable, of another time or another grid."""
+    log.info("reading %d files whose times lie weeks away from the rest before planning them", len(doubtful))
+    batches = [doubtful[i:i + PROBE_BATCH] for i in range(0, len(doubtful), PROBE_BATCH)]
+    by_path = {s.path: s for s in new}
+    bad = []
+    for batch, outcome in engine.map_unordered(_ProbeBatch(config.source.reader), batches):
+        if isinstance(outcome, Exception):
+            outcome = [(p, None, f"{p}: {outcome}", None) for p in batch]
+        for file_path, t, reason, grid in outcome:
+            if t is not None and np.datetime64(t, "s") != times[file_path]:
+                reason = f"{file_path}: valid time {t} in the file differs from the time {times[file_path]} in its name"
+            elif grid is not None and not grid.same_as(source_grid):
+                reason = f"{file_path}: grid {grid.describe()} differs from the source grid {source_grid.describe()}"
+            elif t is not None:
+                continue
+            src = by_path[file_path]
+            bad.append(Record(file_path, src.size, src.mtime, QUARANTINED, time=t, reason=reason))
+    return bad
 
 
 def _source_grid_from(new: list[SourceFile], times: dict, config: IngestConfig):
@@ -172,7 +226,14 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
         with open_engine(config.engine) as engine:
             times, probe_failures = _plan_times(new, config, engine)
             records = list(probe_failures)
-            source_grid = _source_grid_from(new, times, config)
+            anchors = _stored_span(path) if exists else []
+            trusted, doubtful = _split_outlying_times(times, anchors)
+            source_grid = (_source_grid_from(new, trusted, config)
+                           or _source_grid_from(new, {p: times[p] for p in doubtful}, config))
+            if doubtful and source_grid is not None:
+                bad = _check_doubtful(doubtful, times, source_grid, new, config, engine)
+                records += bad
+                times = {p: t for p, t in times.items() if p not in {r.path for r in bad}}
             if source_grid is None:
                 records += [Record(s.path, s.size, s.mtime, QUARANTINED, reason=f"{s.path}: not readable")
                             for s in new if s.path in times]
@@ -208,6 +269,7 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
                     "source": ", ".join(config.source.paths), "ingest_config": dump_config(config)})
                 log.info("created %s: %s, %d s step from %s", path, layout.grid.describe(), layout.time_step_s,
                          layout.time_origin)
+            length_before = root[store.RAIN].shape[0] if exists else 0
             n_times = store.ensure_length(root, layout, max_index + 1)
             if records:
                 manifest.write_part(path, run_id, "plan", records)
@@ -215,6 +277,8 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
             log.info("ingesting %d files into %d time chunks with the %s engine", sum(len(j.files) for j in jobs),
                      len(jobs), engine.name)
             records += _run_jobs(engine, jobs, summary, progress)
+            if not summary.failed_chunks:  # rows planned for files that turned out bad are given back
+                store.trim_trailing_missing(root, layout, length_before)
         manifest.fold_run(path, run_id)
         _report(summary, records)
         _finish(summary, path)

@@ -167,7 +167,9 @@ def ingest_chunk(job: ChunkJob) -> ChunkResult:
         if carry:
             rain[carry] = store.decode_rain(root[store.RAIN][job.start:job.stop])[carry]
             valid[carry] = np.asarray(root[store.VALID][job.start:job.stop], dtype=bool)[carry]
-        store.write_time_chunk(root, job.layout, job.chunk, rain, valid)
+        # a chunk that ends up empty and was empty is not written: all-bad files change nothing
+        if valid.any() or np.asarray(root[store.VALID][job.start:job.stop]).any():
+            store.write_time_chunk(root, job.layout, job.chunk, rain, valid)
         manifest.write_part(job.store_path, job.run_id, f"c{job.chunk}", records)
     except Exception as e:  # noqa: BLE001
         raise ChunkWriteError(f"chunk {job.chunk} (rows {job.start}-{job.stop - 1}) of {job.store_path}: {e}") from e
