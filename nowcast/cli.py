@@ -247,12 +247,9 @@ def predict(
         until = parse_time(time)
         loaded = load_model(resolve_checkpoint(checkpoint))
         if (input_path / "zarr.json").is_file():
-            from nowcast.predict.loading import check_data_facts
             from nowcast.store import StoreReader
 
-            store = StoreReader(str(input_path))
-            check_data_facts(loaded, store.grid.pixel_size, store.layout.time_step_s, store.grid.crs, store.path)
-            window = store_window(store, loaded.cfg.num_input_frames, until)
+            window = store_window(StoreReader(str(input_path)), loaded.cfg.num_input_frames, until)
         elif input_path.is_dir():
             window = _raw_window(input_path, loaded, cfg, until, reader_format)
         else:
@@ -316,8 +313,10 @@ def evaluate(
     stride: int = typer.Option(1, min=1, help="score every k-th valid start"),
     max_starts: Optional[int] = typer.Option(None, min=1, help="score at most this many starts"),
     tile_size: Optional[int] = typer.Option(None, min=8, help="run the model in square tiles of this side"),
+    precision: str = typer.Option("float32", help="float32, or bfloat16 (faster on CPUs with AVX512-BF16)"),
 ) -> None:
     """Score the model against persistence and optical-flow extrapolation over a store, per lead time."""
+    from nowcast.config import validate
     from nowcast.predict import PredictConfig, check_data_facts, load_model, model_forecaster, resolve_checkpoint
     from nowcast.predict.inputs import parse_time
     from nowcast.store import StoreReader
@@ -339,7 +338,8 @@ def evaluate(
         if n_leads > loaded.cfg.num_output_frames:
             raise typer.BadParameter(f"the model forecasts {loaded.cfg.num_output_frames} lead times",
                                      param_hint="--leads")
-        options = PredictConfig(tile_size=tile_size).forecast_options()
+        options = validate(PredictConfig, {"tile_size": tile_size, "precision": precision},
+                           "command line").forecast_options()
         forecasters = {"model": model_forecaster(loaded.model, **options)}
         forecasters.update({name: make_forecaster(name, reader.grid.pixel_size, reader.layout.time_step_s)
                             for name in names})

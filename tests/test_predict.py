@@ -100,6 +100,8 @@ def test_gap_in_window_names_missing_times(store, ckpt, tmp_path):
     done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time",
                   str(store.times[22]))
     assert done.exit_code == 2 and str(store.times[20]) in done.output and not out.exists()
+    bad = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", "noon")
+    assert bad.exit_code == 2 and "is not a time" in bad.output
 
 
 def test_fallback_extrapolation_when_frames_missing(store, ckpt, tmp_path):
@@ -222,3 +224,6 @@ def test_tiled_forecast_matches_whole_domain(store):
     np.testing.assert_allclose(tiled, whole, atol=5e-3, equal_nan=True)
     budget = run_model(model, frames, max_pixels=40 * 40)  # automatic tiling above the pixel budget
     np.testing.assert_allclose(budget, whole, atol=5e-3, equal_nan=True)
+    fast = run_model(model, frames, bfloat16=True)  # bfloat16 convolutions: same field, ~2-3 digits
+    close = np.isclose(fast, whole, rtol=0.05, atol=0.05, equal_nan=True)  # a pixel may cross the dry threshold
+    assert close.mean() > 0.999 and np.nanmax(np.abs(fast - whole)) < 0.5

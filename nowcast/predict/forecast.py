@@ -65,15 +65,17 @@ def _ramp(size: int, overlap: int, at_start: bool = False, at_end: bool = False)
     return ramp
 
 
-def _run(model: EncoderForecaster, rain: np.ndarray) -> np.ndarray:
+def _run(model: EncoderForecaster, rain: np.ndarray, bfloat16: bool = False) -> np.ndarray:
     """One model call on (T_in, H, W) with H, W divisible by the model's multiple -> (T_out, H, W)."""
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(rain))[None, :, None]  # (1, T_in, 1, H, W)
-        return model(x)[0, :, 0].numpy()  # (T_out, H, W)
+    device = next(model.parameters()).device
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
+        x = torch.from_numpy(np.ascontiguousarray(rain)).to(device)[None, :, None]  # (1, T_in, 1, H, W)
+        return model(x)[0, :, 0].float().cpu().numpy()  # (T_out, H, W)
 
 
 def run_model(model: EncoderForecaster, frames: np.ndarray, tile_size: int | None = None,
-              overlap: int = DEFAULT_OVERLAP, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+              overlap: int = DEFAULT_OVERLAP, max_pixels: int = DEFAULT_MAX_PIXELS,
+              bfloat16: bool = False) -> np.ndarray:
     """Forecast every lead the model makes, on a domain of any size.
 
     Args:
@@ -83,6 +85,8 @@ def run_model(model: EncoderForecaster, frames: np.ndarray, tile_size: int | Non
             None = no tiling unless the padded domain has more than ``max_pixels`` pixels.
         overlap: pixels shared by neighbouring tiles (rounded up to the model's multiple).
         max_pixels: pixel budget of one model call when ``tile_size`` is None.
+        bfloat16: run the convolutions in bfloat16 (autocast): ~3x faster on CPUs with
+            AVX512-BF16/AMX, at ~3 significant digits; float32 otherwise.
 
     Returns:
         (num_output_frames, H, W) float32 mm/h, NaN where the last input frame has no data.
@@ -97,15 +101,15 @@ def run_model(model: EncoderForecaster, frames: np.ndarray, tile_size: int | Non
         tile_size = max(m, int(np.sqrt(max_pixels)) // m * m)
         log.info("domain %dx%d is above the %d-pixel budget: tiles of %d", height, width, max_pixels, tile_size)
     if tile_size is None or (tile_size >= ph and tile_size >= pw):
-        out = _run(model, padded)
+        out = _run(model, padded, bfloat16)
     else:
-        out = _run_tiled(model, padded, _round_up(tile_size, m), _round_up(overlap, m))
+        out = _run_tiled(model, padded, _round_up(tile_size, m), _round_up(overlap, m), bfloat16)
     out = out[:, :height, :width].astype(np.float32, copy=False)
     out[:, ~np.isfinite(frames[-1])] = np.nan
     return out
 
 
-def _run_tiled(model: EncoderForecaster, padded: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+def _run_tiled(model: EncoderForecaster, padded: np.ndarray, tile: int, overlap: int, bfloat16: bool) -> np.ndarray:
     _, ph, pw = padded.shape
     th, tw = min(tile, ph), min(tile, pw)
     rows = tile_starts(ph, th, overlap, model.multiple)
@@ -115,7 +119,7 @@ def _run_tiled(model: EncoderForecaster, padded: np.ndarray, tile: int, overlap:
     log.info("forecasting %d tiles of %dx%d (overlap %d)", len(rows) * len(cols), th, tw, overlap)
     for r in rows:
         for c in cols:
-            out = _run(model, padded[:, r:r + th, c:c + tw])  # (T_out, th, tw)
+            out = _run(model, padded[:, r:r + th, c:c + tw], bfloat16)  # (T_out, th, tw)
             weight = (_ramp(th, overlap, r == 0, r + th == ph)[:, None]
                       * _ramp(tw, overlap, c == 0, c + tw == pw)[None, :])  # (th, tw)
             total[:, r:r + th, c:c + tw] += out * weight

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nowcast.errors import MissingFramesError
+from nowcast.errors import ConfigError, MissingFramesError
 from nowcast.scan import Grid
 from nowcast.store import StoreReader
 
@@ -73,7 +73,7 @@ def parse_time(value: Any, what: str = "--time") -> np.datetime64 | None:
     try:
         return np.datetime64(value, "s")
     except (ValueError, TypeError):
-        raise MissingFramesError(f"{what}: {value!r} is not a time; use ISO 8601, e.g. 2024-06-01T12:00") from None
+        raise ConfigError(f"{what}: {value!r} is not a time; use ISO 8601, e.g. 2024-06-01T12:00") from None
 
 
 def frames_from_store(store: StoreReader, num_frames: int, until: Any = None) -> Frames:
