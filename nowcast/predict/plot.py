@@ -32,10 +32,15 @@ def precip_colormap() -> tuple[Any, Any]:
     return cmap, BoundaryNorm(LEVELS_MMH, cmap.N)
 
 
+def _observed_title(time: np.datetime64, valid: bool) -> str:
+    return f"{'observed' if valid else 'MISSING'} {str(time)[:16]}"
+
+
 def _panels(forecast: Any, n_obs: int = 3) -> list[tuple[str, np.ndarray]]:
     """(title, field) for the last observed frames and up to MAX_PANEL_LEADS evenly spread leads."""
     frames = forecast.window.frames
-    panels = [(f"observed {str(t)[:16]}", rain) for t, rain in zip(frames.times[-n_obs:], frames.rain[-n_obs:])]
+    panels = [(_observed_title(t, ok), rain) for t, rain, ok in
+              zip(frames.times[-n_obs:], frames.rain[-n_obs:], frames.valid[-n_obs:])]
     n = len(forecast.rain)
     picks = np.unique(np.linspace(0, n - 1, min(n, MAX_PANEL_LEADS)).round().astype(int))
     for k in picks:
@@ -93,7 +98,8 @@ def plot_panel(forecast: Any, path: str | Path) -> Path:
         image = _draw(ax, field, extent, title, cmap, norm)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    fig.colorbar(image, ax=list(axes), label="rain rate (mm/h)", ticks=LEVELS_MMH, extend="max", shrink=0.8)
+    fig.colorbar(image, ax=list(axes), label="rain rate (mm/h)", ticks=LEVELS_MMH, extend="max", shrink=0.8,
+                 format="%g")
     method = "ConvLSTM" if forecast.method == "model" else f"{forecast.method} (fallback)"
     fig.suptitle(f"nowcast from {str(forecast.init_time)[:16]} UTC: {method}; x, y in km; grey = no data")
     return _atomic(Path(path), ".png", lambda p: fig.savefig(p, format="png", dpi=90))
@@ -116,14 +122,14 @@ def plot_animation(forecast: Any, path: str | Path, fps: float = 2.0) -> Path:
 
     cmap, norm = precip_colormap()
     frames = forecast.window.frames
-    sequence = [(f"observed {str(t)[:16]}", rain) for t, rain in zip(frames.times, frames.rain)]
+    sequence = [(_observed_title(t, ok), rain) for t, rain, ok in zip(frames.times, frames.rain, frames.valid)]
     sequence += [(f"forecast +{lead:g} min, {str(t)[:16]}", rain)
                  for lead, t, rain in zip(forecast.lead_minutes, forecast.valid_times, forecast.rain)]
     fig = Figure(figsize=(5.5, 4.6), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     image = _draw(ax, sequence[0][1], _extent_km(forecast), sequence[0][0], cmap, norm)
-    fig.colorbar(image, ax=ax, label="rain rate (mm/h)", ticks=LEVELS_MMH, extend="max")
+    fig.colorbar(image, ax=ax, label="rain rate (mm/h)", ticks=LEVELS_MMH, extend="max", format="%g")
 
     def update(i: int):
         title, field = sequence[i]
