@@ -113,7 +113,14 @@ def spark_engine():
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+class _TwoArgError(Exception):
+    def __init__(self, item, why):  # rebuilt from args=(message,) on unpickling: fails
+        super().__init__(f"item {item}: {why}")
+
+
 def _fail_on_odd(x: int) -> int:
+    if x == 7:
+        raise _TwoArgError(x, "cannot be pickled back")
     if x % 2:
         raise ValueError(f"odd item {x}")
     return x * 10
@@ -131,12 +138,15 @@ def test_map_unordered_returns_every_item_once_with_failures(spark_engine):
     out = list(spark_engine.map_unordered(_fail_on_odd, range(9)))
     assert sorted(item for item, _ in out) == list(range(9))
     for item, outcome in out:
-        if item % 2:
+        if item == 7:  # an exception that does not survive pickling comes back as its text
+            assert isinstance(outcome, RuntimeError) and "_TwoArgError: item 7: cannot be pickled" in str(outcome)
+        elif item % 2:
             assert isinstance(outcome, ValueError) and f"odd item {item}" in str(outcome)
         else:
             assert outcome == item * 10
     crashed = dict(spark_engine.map_unordered(_crash_worker_on_3, range(6)))
     assert sorted(crashed) == list(range(6)) and isinstance(crashed[3], Exception)
+    assert "Python worker exited unexpectedly" in str(crashed[3]) and "\tat org.apache" not in str(crashed[3])
     assert all(crashed[i] == i for i in (0, 1, 2, 4, 5))
     assert list(spark_engine.map_unordered(_fail_on_odd, [])) == []
 

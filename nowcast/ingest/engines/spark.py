@@ -16,6 +16,7 @@ missing or too old Java, and a ``spark://`` master that cannot be reached.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import pickle
@@ -64,6 +65,16 @@ def _picklable(error: Exception) -> Exception:
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
+def _task_failure(error: Exception) -> Exception:
+    """Spark's own failure of a task (not the task's exception), as one line instead of a JVM trace."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = next((line for line in lines if "Job aborted" in line), lines[0] if lines else type(error).__name__)
+    reason = reason.split("Job aborted due to stage failure: ")[-1]
+    failure = RuntimeError(f"Spark task failed: {reason[:1000]}")
+    failure.__cause__ = error
+    return failure
+
+
 class SparkEngine:
     name = "spark"
 
@@ -89,8 +100,8 @@ class SparkEngine:
         in_flight = min(self._in_flight(), len(items))
         with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="nowcast-spark") as pool:
             try:
-                for part in range(in_flight):
-                    running[pool.submit(run_partition, next(pending))] = part
+                for part in itertools.islice(pending, in_flight):
+                    running[pool.submit(run_partition, part)] = part
                 while running:
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
@@ -98,7 +109,7 @@ class SparkEngine:
                         try:
                             (index, outcome), = future.result()
                         except Exception as e:  # noqa: BLE001 - a lost executor, a worker that died, ...
-                            index, outcome = part, e
+                            index, outcome = part, _task_failure(e)
                         yield items[index], outcome
                         nxt = next(pending, None)
                         if nxt is not None:
