@@ -126,6 +126,13 @@ def _fail_on_odd(x: int) -> int:
     return x * 10
 
 
+def _slow_first(x: int) -> int:
+    import time
+
+    time.sleep(6.0 if x == 0 else 0.0)
+    return x
+
+
 def _crash_worker_on_3(x: int) -> int:
     if x == 3:
         os._exit(17)  # the Python worker dies: Spark itself fails this task
@@ -149,6 +156,8 @@ def test_map_unordered_returns_every_item_once_with_failures(spark_engine):
     assert "Python worker exited unexpectedly" in str(crashed[3]) and "\tat org.apache" not in str(crashed[3])
     assert all(crashed[i] == i for i in (0, 1, 2, 4, 5))
     assert list(spark_engine.map_unordered(_fail_on_odd, [])) == []
+    # results come back as tasks finish (so progress advances), not in submission order
+    assert [item for item, _ in spark_engine.map_unordered(_slow_first, range(4))][-1] == 0
 
 
 def _comparable(path: Path) -> xr.Dataset:
