@@ -71,6 +71,9 @@ class RunConfig(Section):
     ckpt_every: int = Field(500, ge=1)
     keep_last: int = Field(3, ge=1)  # step checkpoints kept, besides last.pt and best.pt
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # fine-tuning: start from this checkpoint's model weights (same model config); the optimizer,
+    # schedule and step start fresh. Ignored by --resume, which continues the run's own last.pt.
+    init_from: str | None = None
 
 
 class TrainConfig(Section):

@@ -219,6 +219,14 @@ def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int 
         metrics, best = ckpt["metrics"], ckpt["best"]
         if main:
             log.info("resuming %s at step %d (epoch %d)", run_dir, step, epoch)
+    elif cfg.run.init_from:
+        init = load_checkpoint(cfg.run.init_from)
+        if init["config"]["model"] != cfg.model.model_dump(mode="json"):
+            raise ConfigError(f"run.init_from: {cfg.run.init_from} holds another model config; fine-tuning "
+                              "keeps the model: copy its model section")
+        model.load_state_dict(init["model"])
+        if main:
+            log.info("model weights from %s (step %d)", cfg.run.init_from, init["step"])
     raw_model = model  # checkpoints and validation use the unwrapped module
     if dist.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
