@@ -351,3 +351,20 @@ def evaluate(
     typer.echo(markdown(result))
     log.info("scored %d starts of %s with %s (%d skipped at gaps); reports: %s", result.n_starts, loaded.path,
              ", ".join(forecasters), result.n_skipped_gap, ", ".join(str(p) for p in paths.values()))
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where the demo writes everything"),
+    data: Optional[Path] = typer.Option(None, help="a folder of your radar files: forecast them with the shipped model"),
+) -> None:
+    """The whole chain on a generated radar archive: synth, ingest, train, forecast, evaluate."""
+    from nowcast.demo import run_demo
+
+    try:
+        written = run_demo(out_dir, data)
+    except NowcastError as e:
+        fail(e)
+    log.info("demo finished; look at:")
+    for kind, path in written.items():
+        log.info("  %-12s %s", kind, path)

@@ -13,6 +13,7 @@ was not recorded, and rewrites those chunks whole.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -205,6 +206,9 @@ def _store_exists(path: str) -> bool:
 def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
     """Ingest the configured sources into the configured store (see the module docstring)."""
     path = config.store.path
+    if "://" not in path:  # workers resolve relative paths against their own working folders
+        path = os.path.abspath(path)
+        config = config.model_copy(update={"store": config.store.model_copy(update={"path": path})})
     summary = IngestSummary(path)
     sources = list_sources(config.source.paths, config.source.exclude)
     summary.n_sources = len(sources)
