@@ -111,3 +111,57 @@ def test_model_package_imports_torch_only():
             "'nowcast.ingest', 'torch.distributed.run'))]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_state_dict_saved_before_the_split_gate_code_loads_and_gives_the_same_results():
+    """Weights saved by the one-conv-over-concat(x, h) cell (tests/data, written by that code) must
+    load strictly and give the same forecast and gradients: runs being trained keep working."""
+    from pathlib import Path
+
+    saved = torch.load(Path(__file__).parent / "data" / "convlstm_state_before_split_gates.pt", weights_only=True)
+    model = build_model(ModelConfig(**saved["config"]))
+    model.load_state_dict(saved["state_dict"], strict=True)
+    assert {n: p.shape for n, p in model.named_parameters()} == {n: g.shape for n, g in saved["grads"].items()}
+    z = model(saved["input"], transformed=True)
+    torch.testing.assert_close(z, saved["output_z"], rtol=1e-5, atol=1e-6)
+    z.square().mean().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, saved["grads"][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_cell_steps_and_unroll_match_the_textbook_update():
+    """Against sigmoid/tanh gates from one conv over concat(x, h), step by step, for values and
+    gradients, from a zero state (skipped hidden conv) and from a given state."""
+    torch.manual_seed(0)
+    cell = ConvLSTMCell(3, 4, 3).double()
+    x = torch.randn(2, 4, 3, 6, 6, dtype=torch.double, requires_grad=True)
+    start = tuple(torch.randn(2, 4, 6, 6, dtype=torch.double, requires_grad=True) for _ in range(2))
+
+    def textbook(state):
+        h, c, outs = *state, []
+        for t in range(x.shape[1]):
+            i, f, o, g = cell.conv(torch.cat([x[:, t], h], 1)).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outs.append(h)
+        return torch.stack(outs, 1), c
+
+    zeros = cell.init_state(x[:, 0])
+    for ours, state in ((cell.unroll(x, None, 4), zeros), (cell.unroll(x, start, 4), start)):
+        hs, c = textbook(state)
+        torch.testing.assert_close(ours[0], hs)
+        torch.testing.assert_close(ours[1][1], c)
+        inputs = (x, *cell.parameters(), *(start if state is start else ()))
+        loss = lambda out, c_last: (out * torch.linspace(0, 1, 6, dtype=torch.double)).sum() + c_last.pow(2).sum()  # noqa: E731
+        for a, b in zip(torch.autograd.grad(loss(ours[0], ours[1][1]), inputs), torch.autograd.grad(loss(hs, c), inputs)):
+            torch.testing.assert_close(a, b)
+    h, c = cell(x[:, 0], start)  # one step through forward()
+    torch.testing.assert_close(h, textbook(start)[0][:, 0])
+    assert torch.autograd.gradcheck(lambda g, c: _gate_update(g, c), (torch.randn(1, 16, 2, 2, dtype=torch.double,
+                                    requires_grad=True), torch.randn(1, 4, 2, 2, dtype=torch.double, requires_grad=True)))
+
+
+def _gate_update(gates, c):
+    from nowcast.model.convlstm import _GateUpdate
+
+    return _GateUpdate.apply(gates, c, 4)
