@@ -257,4 +257,6 @@ def val_streams(units: np.ndarray, rank: int, world_size: int, num_streams: int)
 
 def make_loader(dataset: WindowDataset, batch_size: int, num_workers: int, pin_memory: bool = False) -> DataLoader:
     """A DataLoader over ``dataset`` with one worker per stream (``num_workers`` 0 = in-process)."""
-    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+    # Workers read whole chunks ahead (4 batches each) so a slow read hides behind training steps.
+    prefetch = {"prefetch_factor": 4} if num_workers else {}
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, **prefetch)
