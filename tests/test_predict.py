@@ -227,3 +227,13 @@ def test_tiled_forecast_matches_whole_domain(store):
     fast = run_model(model, frames, bfloat16=True)  # bfloat16 convolutions: same field, ~2-3 digits
     close = np.isclose(fast, whole, rtol=0.05, atol=0.05, equal_nan=True)  # a pixel may cross the dry threshold
     assert close.mean() > 0.999 and np.nanmax(np.abs(fast - whole)) < 0.5
+
+
+def test_predict_imports_neither_ingest_nor_train():
+    import subprocess
+    import sys
+
+    code = ("import sys, nowcast.predict, nowcast.predict.raw_input, nowcast.predict.writer; "
+            "print(sorted(m for m in sys.modules if m.startswith(('nowcast.ingest', 'nowcast.train', 'pyspark'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
