@@ -2,8 +2,10 @@
 
 1. loader: samples/s training from the store through the partition-local loader, vs the same
    model fed from batches already in memory (goal: ratio >= 0.95, the loader keeps up).
-2. cell: step time (forward + backward over a sequence) of our fused ConvLSTMCell vs the common
-   8-convolution ConvLSTM of the same size (goal: ours >= 1.3x faster).
+2. cell: forward + backward over a sequence from a zero state, our ConvLSTMCell.unroll vs the
+   common 8-convolution ConvLSTM of the same size stepped in a loop, both at one torch thread,
+   timed as process CPU time (goal: ours >= 1.3x faster). A second speed-up row gives ours the
+   zero state as tensors, so the share of the skipped first hidden convolution is visible.
 3. scaling: 2 DDP processes (gloo, one thread each) vs 1: efficiency = throughput_2 / (2 x throughput_1).
 """
 
