@@ -183,15 +183,15 @@ def ensure_length(root: zarr.Group, layout: StoreLayout, n_times: int) -> int:
     return n_times
 
 
-def trim_trailing_missing(root: zarr.Group, layout: StoreLayout, keep_at_least: int) -> int:
-    """Shrink the time axis to its last valid row (not below ``keep_at_least``).
+def trim_trailing_missing(root: zarr.Group, layout: StoreLayout) -> int:
+    """Shrink the time axis to its last valid row, so a store always ends with data.
 
     Ingest grows the axis from the times in file names before reading the files; when the
     files at the end turn out bad, the rows planned for them are given back.
     """
     valid = np.asarray(root[VALID][:], dtype=bool)
     last = int(np.flatnonzero(valid)[-1]) + 1 if valid.any() else 0
-    n_times = max(last, keep_at_least, 1)
+    n_times = max(last, 1)
     if n_times < valid.shape[0]:
         ny, nx = layout.grid.shape
         root[RAIN].resize((n_times, ny, nx))

@@ -273,7 +273,6 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
                     "source": ", ".join(config.source.paths), "ingest_config": dump_config(config)})
                 log.info("created %s: %s, %d s step from %s", path, layout.grid.describe(), layout.time_step_s,
                          layout.time_origin)
-            length_before = root[store.RAIN].shape[0] if exists else 0
             n_times = store.ensure_length(root, layout, max_index + 1)
             if records:
                 manifest.write_part(path, run_id, "plan", records)
@@ -282,7 +281,7 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
                      len(jobs), engine.name)
             records += _run_jobs(engine, jobs, summary, progress)
             if not summary.failed_chunks:  # rows planned for files that turned out bad are given back
-                store.trim_trailing_missing(root, layout, length_before)
+                store.trim_trailing_missing(root, layout)
         manifest.fold_run(path, run_id)
         _report(summary, records)
         _finish(summary, path)
