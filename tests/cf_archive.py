@@ -7,15 +7,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-LAEA = {
-    "grid_mapping_name": "lambert_azimuthal_equal_area",
-    "longitude_of_projection_origin": 10.0,
-    "latitude_of_projection_origin": 55.0,
-    "false_easting": 0.0,
-    "false_northing": 0.0,
-    "semi_major_axis": 6378137.0,
-    "inverse_flattening": 298.257223563,
-}
+from tests.readers_helpers import LAEA
 
 
 def known_field(index: int, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
