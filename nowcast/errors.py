@@ -23,3 +23,29 @@ class CheckpointError(NowcastError):
 
 class MissingFramesError(NowcastError):
     """A forecast needs input frames that are missing from the store."""
+
+
+class OutputError(NowcastError):
+    """An output could not be written; nothing was left under its final name."""
+
+
+def output_error(path, error: BaseException) -> OutputError:
+    """An OutputError naming the file, the cause and, when it tells, how much space is left."""
+    import errno
+    import os
+    import shutil
+
+    folder = os.path.dirname(os.path.abspath(path))
+    detail = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES):
+        detail = os.strerror(error.errno)
+    try:
+        free = shutil.disk_usage(folder).free
+        space = f"; {free / 2**20:.1f} MiB free in {folder}"
+    except OSError:
+        space = ""
+    if not os.access(folder, os.W_OK) or (os.path.exists(folder) and os.statvfs(folder).f_flag & os.ST_RDONLY):
+        detail += " (Read-only file system)" if "Read-only" not in detail else ""
+    elif space and shutil.disk_usage(folder).free < 1 << 20 and "No space left" not in detail:
+        detail += " (No space left on device)"
+    return OutputError(f"could not write {path}: {detail}{space}; nothing was written under that name")

@@ -213,8 +213,8 @@ class StoreReader:
 
     def __init__(self, path: str):
         self.path = str(path)
-        self._root: zarr.Group | None = None
         root = open_group(self.path)
+        self._root: zarr.Group | None = root
         self.layout = read_layout(root)
         self.attrs = dict(root.attrs)
         self.valid = np.asarray(root[VALID][:], dtype=bool)
@@ -244,8 +244,16 @@ class StoreReader:
         return self.layout.chunk_time
 
     def read(self, start: int, stop: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
-        """Rain rate (stop-start, ny, nx) float32 mm/h with NaN, for time indices [start, stop)."""
-        return decode_rain(self.root[RAIN][start:stop, ys, xs])
+        """Rain rate (stop-start, ny, nx) float32 mm/h with NaN, for time indices [start, stop).
+
+        Raises:
+            StoreError: the store vanished or broke while in use.
+        """
+        try:
+            return decode_rain(self.root[RAIN][start:stop, ys, xs])
+        except (KeyError, OSError, ValueError) as e:
+            raise StoreError(f"{self.path}: could not read times {start}-{stop - 1} ({type(e).__name__}: {e}); "
+                             "was the store deleted or rewritten while in use?") from e
 
 
 def open_dataset(path: str):

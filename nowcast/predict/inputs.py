@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nowcast.errors import ConfigError, MissingFramesError
+from nowcast.errors import ConfigError, MissingFramesError, StoreError
 from nowcast.scan import Grid
 from nowcast.store import StoreReader
 
@@ -97,6 +97,11 @@ def frames_from_store(store: StoreReader, num_frames: int, until: Any = None) ->
     first = max(0, last - num_frames + 1)
     rain = store.read(first, last + 1)  # (T, H, W)
     valid = store.valid[first:last + 1].copy()
+    emptied = valid & np.isnan(rain).all(axis=(1, 2))
+    if emptied.any():  # ingest never marks an all-no-data scan valid: the store changed under us
+        raise StoreError(f"{store.path}: frames {', '.join(str(t) for t in store.times[first:last + 1][emptied])} "
+                         "are marked valid but read back empty; was the store deleted or rewritten while "
+                         "in use? Run the forecast again once the store is complete")
     rain[~valid] = np.nan
     return Frames(store.times[first:last + 1], rain, valid, store.grid, int(store.layout.time_step_s), store.path)
 

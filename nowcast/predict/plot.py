@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from nowcast.errors import output_error
+
 log = logging.getLogger(__name__)
 
 LEVELS_MMH = (0.1, 0.5, 1, 2, 5, 10, 20, 50, 100)
@@ -66,6 +68,10 @@ def _atomic(path: Path, suffix: str, save) -> Path:
     try:
         save(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        if tmp.exists():
+            tmp.unlink()
+        raise output_error(path, e) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

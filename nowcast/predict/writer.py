@@ -29,7 +29,7 @@ import numpy as np
 
 from nowcast import __version__
 from nowcast.config import dump_config
-from nowcast.errors import ConfigError
+from nowcast.errors import ConfigError, output_error
 from nowcast.predict.config import PredictConfig
 from nowcast.predict.loading import LoadedModel
 
@@ -136,10 +136,14 @@ def _encoding(ds, zarr: bool) -> dict[str, dict[str, Any]]:
 
 
 def _remove(path: Path) -> None:
+    """Remove a temporary file or folder if there is one (quietly: it may never have been made)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def write_dataset(ds, out: str | Path) -> Path:
@@ -157,9 +161,9 @@ def write_dataset(ds, out: str | Path) -> Path:
     """
     out = check_out_path(out)
     zarr = out.suffix.lower() == ZARR_SUFFIX
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         if zarr:
             ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds, True))
             old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
@@ -170,6 +174,9 @@ def write_dataset(ds, out: str | Path) -> Path:
         else:
             ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, False))
             os.replace(tmp, out)
+    except (OSError, RuntimeError) as e:  # netCDF4 reports a full disk as RuntimeError("HDF error")
+        _remove(tmp)
+        raise output_error(out, e) from e
     except BaseException:
         _remove(tmp)
         raise
