@@ -29,6 +29,15 @@ def fail(error: Exception, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def naming(config: Path | None, error: NowcastError) -> NowcastError:
+    """A config value found bad only once used (a path that does not exist) still names the file."""
+    from nowcast.errors import ConfigError
+
+    if isinstance(error, ConfigError) and config is not None and str(config) not in str(error):
+        return ConfigError(f"{config}: {error}")
+    return error
+
+
 def main() -> None:  # pragma: no cover - console entry point
     try:
         app()
@@ -61,7 +70,7 @@ def ingest(
         cfg = load_config(IngestConfig, config, extra)
         summary = run_ingest(cfg, progress=progress)
     except NowcastError as e:
-        fail(e)
+        fail(naming(config, e))
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items())) or "nothing new"
     log.info("%s: %d of %d times valid; this run: %s", summary.store_path, summary.n_valid, summary.n_times, counts)
     for path, reason in summary.quarantined:
@@ -210,7 +219,7 @@ def train(
     try:
         result = run_training(cfg, resume=resume, stop_at=stop_at)
     except NowcastError as e:
-        fail(e)
+        fail(naming(config, e))
     log.info("stopped at step %d; checkpoints and metrics.csv in %s", result["step"], result["run_dir"])
 
 
