@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numcodecs.blosc
 import numpy as np
 
 from nowcast import store
@@ -23,6 +24,10 @@ from nowcast.ingest.readers import read_scan
 from nowcast.ingest.sources import SourceFile
 
 log = logging.getLogger(__name__)
+
+# Engines run one task per core; Blosc's own threads inside a task would only oversubscribe the
+# cores (and make the serial loop look faster than one core). One thread per task, everywhere.
+numcodecs.blosc.use_threads = False
 
 
 class ChunkWriteError(NowcastError):
