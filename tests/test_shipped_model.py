@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nowcast.checkpoint import load_checkpoint, model_from_checkpoint
+from nowcast.errors import CheckpointError
 from nowcast.ingest.readers import read_scan
 from nowcast.predict import check_data_facts, load_model, run_model
 from nowcast.predict.loading import default_checkpoint
@@ -42,7 +43,7 @@ def test_records_the_data_it_was_trained_for(shipped):
     assert config["crs"]
     loaded = load_model(shipped)
     check_data_facts(loaded, 1000.0, 300)  # fits 1 km / 5 min
-    with pytest.raises(Exception, match="pixel_size_m"):
+    with pytest.raises(CheckpointError, match="pixel_size_m"):
         check_data_facts(loaded, 2000.0, 300)
 
 
