@@ -54,3 +54,32 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _spin(n: int) -> None:
+    x = 0
+    for i in range(n):
+        x += i * i
+
+
+def cpu_scaling_ceiling(n_procs: int = 2, work: int = 20_000_000, repeats: int = 3) -> float:
+    """Throughput of ``n_procs`` processes of pure CPU work relative to one, on this machine.
+
+    The most any engine can gain from more processes here: virtual cores that share a physical
+    core (or a throttled host) give far less than ``n_procs`` times one core.
+    """
+    from multiprocessing import get_context
+
+    ctx = get_context("spawn")
+
+    def timed(n: int) -> float:
+        procs = [ctx.Process(target=_spin, args=(work,)) for _ in range(n)]
+        start = time.perf_counter()
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        return time.perf_counter() - start
+
+    ratios = sorted(n_procs * timed(1) / timed(n_procs) for _ in range(repeats))
+    return ratios[len(ratios) // 2]
