@@ -118,9 +118,14 @@ def run(quick: bool, out_dir: Path) -> list[dict]:
                 ("model (default config, bfloat16 autocast)", model, {"bfloat16": True})]
     cpu_cfg = type(cfg).model_validate({**cfg.model_dump(), **CPU_CONFIG})
     variants.append((f"model (CPU-sized config {CPU_CONFIG}, float32)", build_model(cpu_cfg).eval(), {}))
+    from nowcast.predict.loading import default_checkpoint, load_model
+
+    if default_checkpoint().is_file():  # what `nowcast predict` runs when no checkpoint is given
+        variants.append(("shipped model (nowcast/assets/model.pt), float32", load_model(default_checkpoint()).model, {}))
     for label, net, options in variants:
-        run_model(net, frames, **options)  # warm-up: oneDNN picks its kernels on the first call
-        seconds = _timed(lambda net=net, options=options: run_model(net, frames, **options), repeats)
+        inputs = frames[-net.cfg.num_input_frames:]  # (T_in, H, W): the frames this model takes
+        run_model(net, inputs, **options)  # warm-up: oneDNN picks its kernels on the first call
+        seconds = _timed(lambda net=net, inputs=inputs, options=options: run_model(net, inputs, **options), repeats)
         speedup = extrap_s / seconds
         rows += [{"name": f"{label}, {N_LEADS} leads, {size}x{size}", "value": seconds, "unit": "s"},
                  {"name": f"speed-up over extrapolation: {label}", "value": speedup, "unit": "x",
