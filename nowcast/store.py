@@ -258,9 +258,13 @@ class StoreReader:
 
 def open_dataset(path: str):
     """The store as an xarray Dataset (rain rate decoded to mm/h, NaN for no data)."""
+    import warnings
+
     import xarray as xr
 
-    return xr.open_zarr(path, consolidated=False, zarr_format=3)
+    with warnings.catch_warnings():  # the manifest folder and the saved config sit beside the arrays
+        warnings.filterwarnings("ignore", message=".*is not recognized as a component of a Zarr hierarchy")
+        return xr.open_zarr(path, consolidated=False, zarr_format=3)
 
 
 def write_time_chunk(root: zarr.Group, layout: StoreLayout, chunk: int, rain_mmh: np.ndarray, valid: np.ndarray) -> None:
