@@ -13,7 +13,7 @@ import h5py
 import netCDF4
 import numpy as np
 
-from tests.readers_helpers import BOM_C10_DIR, KNMI_DIR, OPERA_DIR, RMI_DIR
+from tests.readers_helpers import BOM_C10_DIR, OPERA_DIR, RMI_DIR
 
 
 def _bytes_mutation(kind: str, data: bytes, rng: np.random.Generator) -> bytes:

@@ -8,7 +8,6 @@ import netCDF4
 import numpy as np
 import pytest
 
-from nowcast.errors import ReaderError
 from nowcast.ingest.config import ReaderOptions
 from nowcast.ingest.readers import detect_format, read_scan
 from readers_helpers import BOM_C10_DIR, BOM_CSCN_DIR, KNMI_DIR, OPERA_DIR, RMI_DIR, real_files, time_in_name

@@ -29,7 +29,7 @@ from nowcast.ingest.align import SpatialPlan, plan_spatial
 from nowcast.ingest.config import IngestConfig
 from nowcast.ingest.engines import Engine, open_engine
 from nowcast.ingest.lock import store_lock
-from nowcast.ingest.manifest import DUPLICATE, INCOMPLETE, INGESTED, QUARANTINED, Record
+from nowcast.ingest.manifest import INCOMPLETE, INGESTED, QUARANTINED, Record
 from nowcast.ingest.readers import read_scan
 from nowcast.ingest.sources import SourceFile, list_sources, time_from_name
 from nowcast.ingest.tasks import ChunkJob, ChunkResult, FileJob, ingest_chunk, target_index
