@@ -118,10 +118,15 @@ def run(quick: bool, out_dir: Path) -> list[dict]:
                 ("model (default config, bfloat16 autocast)", model, {"bfloat16": True})]
     cpu_cfg = type(cfg).model_validate({**cfg.model_dump(), **CPU_CONFIG})
     variants.append((f"model (CPU-sized config {CPU_CONFIG}, float32)", build_model(cpu_cfg).eval(), {}))
+    from nowcast.predict.config import PredictConfig
     from nowcast.predict.loading import default_checkpoint, load_model
 
     if default_checkpoint().is_file():  # what `nowcast predict` runs when no checkpoint is given
-        variants.append(("shipped model (nowcast/assets/model.pt), float32", load_model(default_checkpoint()).model, {}))
+        shipped = load_model(default_checkpoint()).model
+        variants.append(("shipped model (nowcast/assets/model.pt), float32", shipped, {}))
+        auto = PredictConfig().use_bfloat16()  # the default precision of `nowcast predict` on this CPU
+        variants.append((f"shipped model, default precision ({'bfloat16' if auto else 'float32'} here)", shipped,
+                         {"bfloat16": auto}))
     for label, net, options in variants:
         inputs = frames[-net.cfg.num_input_frames:]  # (T_in, H, W): the frames this model takes
         run_model(net, inputs, **options)  # warm-up: oneDNN picks its kernels on the first call

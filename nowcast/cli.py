@@ -322,7 +322,7 @@ def evaluate(
     stride: int = typer.Option(1, min=1, help="score every k-th valid start"),
     max_starts: Optional[int] = typer.Option(None, min=1, help="score at most this many starts"),
     tile_size: Optional[int] = typer.Option(None, min=8, help="run the model in square tiles of this side"),
-    precision: str = typer.Option("float32", help="float32, or bfloat16 (faster on CPUs with AVX512-BF16)"),
+    precision: str = typer.Option("auto", help="auto (bfloat16 where the CPU has it natively), float32 or bfloat16"),
 ) -> None:
     """Score the model against persistence and optical-flow extrapolation over a store, per lead time."""
     from nowcast.config import validate

@@ -44,7 +44,8 @@ def invoke(*args: str):
 
 def test_predict_from_store_writes_cf_netcdf(store, ckpt, tmp_path):
     out = tmp_path / "forecast.nc"
-    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out)
+    # float32 so the values can be compared with the model's own to 1e-5 (auto may pick bfloat16)
+    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "precision=float32")
     assert done.exit_code == 0, done.output
     init = store.times[23]  # the newest valid frame
     ds = xr.open_dataset(out)
@@ -61,7 +62,7 @@ def test_predict_from_store_writes_cf_netcdf(store, ckpt, tmp_path):
     assert ds["crs"].attrs["proj4"] == store.grid.crs and "PROJCRS" in ds["crs"].attrs["crs_wkt"]
     assert json.loads(ds.attrs["model_config"]) == TINY.model_dump(mode="json")
     assert ds.attrs["model_step"] == 123 and ds.attrs["model_checkpoint"] == str(ckpt)
-    assert "leads: null" in ds.attrs["predict_config"] and "nowcast predict" in ds.attrs["history"]
+    assert "leads: null" in ds.attrs["predict_config"] and "precision: float32" in ds.attrs["predict_config"] and "nowcast predict" in ds.attrs["history"]
     # the values are the model's on the last three frames; no data where the last frame has none
     frames = store.read(21, 24)
     with torch.inference_mode():

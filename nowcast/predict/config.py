@@ -17,7 +17,9 @@ class PredictConfig(Section):
     tile_size: int | None = Field(None, ge=8)  # square tiles of this side; None = only above max_pixels
     tile_overlap: int = Field(DEFAULT_OVERLAP, ge=0)  # pixels shared by neighbouring tiles
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=64)  # pixel budget of one model call
-    precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: ~3x faster on CPUs with AVX512-BF16
+    # auto: bfloat16 where the CPU computes it natively (AVX512-BF16/AMX: ~2x faster, forecasts
+    # within ~0.002 mm/h on average of float32's), float32 elsewhere
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     fallback: Literal["none", "extrapolation"] = "none"  # what to do when input frames are missing
     tolerance_s: float = Field(60.0, ge=0)  # raw files: how far a scan time may be from a step
     plot: bool = False  # a PNG panel and a GIF beside the output
@@ -25,4 +27,11 @@ class PredictConfig(Section):
     def forecast_options(self) -> dict:
         """Keyword arguments of ``run_model``."""
         return {"tile_size": self.tile_size, "overlap": self.tile_overlap, "max_pixels": self.max_pixels,
-                "bfloat16": self.precision == "bfloat16"}
+                "bfloat16": self.use_bfloat16()}
+
+    def use_bfloat16(self) -> bool:
+        if self.precision != "auto":
+            return self.precision == "bfloat16"
+        import torch
+
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
