@@ -79,17 +79,22 @@ def _plan_times(new: list[SourceFile], config: IngestConfig, engine: Engine) -> 
     if to_probe:
         log.info("reading the valid time of %d files whose names carry none", len(to_probe))
         by_path = {s.path: s for s in new}
-        batches = [to_probe[i:i + PROBE_BATCH] for i in range(0, len(to_probe), PROBE_BATCH)]
-        for batch, outcome in engine.map_unordered(_ProbeBatch(config.source.reader), batches):
-            if isinstance(outcome, Exception):
-                outcome = [(p, None, f"{p}: {outcome}", None) for p in batch]
-            for path, t, reason, _ in outcome:
-                if t is None:
-                    src = by_path[path]
-                    bad.append(Record(path, src.size, src.mtime, QUARANTINED, reason=reason))
-                else:
-                    times[path] = np.datetime64(t, "s")
+        for path, t, reason, _ in _probe(to_probe, config, engine):
+            if t is None:
+                src = by_path[path]
+                bad.append(Record(path, src.size, src.mtime, QUARANTINED, reason=reason))
+            else:
+                times[path] = np.datetime64(t, "s")
     return times, bad
+
+
+def _probe(paths: list[str], config: IngestConfig, engine: Engine):
+    """Read ``paths`` on the engine in batches; yields (path, time or None, reason, grid or None)."""
+    batches = [paths[i:i + PROBE_BATCH] for i in range(0, len(paths), PROBE_BATCH)]
+    for batch, outcome in engine.map_unordered(_ProbeBatch(config.source.reader), batches):
+        if isinstance(outcome, Exception):
+            outcome = [(p, None, f"{p}: {outcome}", None) for p in batch]
+        yield from outcome
 
 
 class _ProbeBatch:
@@ -137,21 +142,17 @@ def _check_doubtful(doubtful: list[str], times: dict[str, np.datetime64], source
                     config: IngestConfig, engine: Engine) -> list[Record]:
     """Read the outlying files; quarantine those unreadable, of another time or another grid."""
     log.info("reading %d files whose times lie weeks away from the rest before planning them", len(doubtful))
-    batches = [doubtful[i:i + PROBE_BATCH] for i in range(0, len(doubtful), PROBE_BATCH)]
     by_path = {s.path: s for s in new}
     bad = []
-    for batch, outcome in engine.map_unordered(_ProbeBatch(config.source.reader), batches):
-        if isinstance(outcome, Exception):
-            outcome = [(p, None, f"{p}: {outcome}", None) for p in batch]
-        for file_path, t, reason, grid in outcome:
-            if t is not None and np.datetime64(t, "s") != times[file_path]:
-                reason = f"{file_path}: valid time {t} in the file differs from the time {times[file_path]} in its name"
-            elif grid is not None and not grid.same_as(source_grid):
-                reason = f"{file_path}: grid {grid.describe()} differs from the source grid {source_grid.describe()}"
-            elif t is not None:
-                continue
-            src = by_path[file_path]
-            bad.append(Record(file_path, src.size, src.mtime, QUARANTINED, time=t, reason=reason))
+    for file_path, t, reason, grid in _probe(doubtful, config, engine):
+        if t is not None and np.datetime64(t, "s") != times[file_path]:
+            reason = f"{file_path}: valid time {t} in the file differs from the time {times[file_path]} in its name"
+        elif grid is not None and not grid.same_as(source_grid):
+            reason = f"{file_path}: grid {grid.describe()} differs from the source grid {source_grid.describe()}"
+        elif t is not None:
+            continue
+        src = by_path[file_path]
+        bad.append(Record(file_path, src.size, src.mtime, QUARANTINED, time=t, reason=reason))
     return bad
 
 

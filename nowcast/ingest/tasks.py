@@ -68,7 +68,6 @@ class ChunkJob:
 class ChunkResult:
     chunk: int
     records: list[Record]
-    n_written: int  # rows newly valid
 
 
 def target_index(layout: store.StoreLayout, time: np.datetime64, scans_per_step: int, tolerance_s: float) -> int | None:
@@ -85,6 +84,17 @@ def target_index(layout: store.StoreLayout, time: np.datetime64, scans_per_step:
     return nearest if abs(offset - nearest * step) <= tolerance_s else None
 
 
+def _chunk_error(job: ChunkJob, error: Exception) -> ChunkWriteError:
+    return ChunkWriteError(f"chunk {job.chunk} (rows {job.start}-{job.stop - 1}) of {job.store_path}: {error}")
+
+
+def _carry_over(root, job: ChunkJob, rows: list[int], rain: np.ndarray, valid: np.ndarray,
+                stored_valid: np.ndarray) -> None:
+    """Copy ``rows`` of the chunk as stored into ``rain``/``valid`` (rows whose files cannot be read now)."""
+    rain[rows] = store.decode_rain(root[store.RAIN][job.start:job.stop])[rows]
+    valid[rows] = stored_valid[rows]
+
+
 def ingest_chunk(job: ChunkJob) -> ChunkResult:
     """Read, check and align the files of one chunk, then write the whole chunk.
 
@@ -96,12 +106,11 @@ def ingest_chunk(job: ChunkJob) -> ChunkResult:
     valid = np.zeros(n_rows, bool)
     try:
         root = store.open_group(job.store_path, mode="r+")
+        stored_valid = np.asarray(root[store.VALID][job.start:job.stop], dtype=bool)
         if job.keep_rows:
-            rows = [i - job.start for i in job.keep_rows]
-            rain[rows] = store.decode_rain(root[store.RAIN][job.start:job.stop])[rows]
-            valid[rows] = np.asarray(root[store.VALID][job.start:job.stop], dtype=bool)[rows]
+            _carry_over(root, job, [i - job.start for i in job.keep_rows], rain, valid, stored_valid)
     except Exception as e:  # noqa: BLE001 - re-raised with the chunk named
-        raise ChunkWriteError(f"chunk {job.chunk} (rows {job.start}-{job.stop - 1}) of {job.store_path}: {e}") from e
+        raise _chunk_error(job, e) from e
 
     keep = set(job.keep_rows)
     averaging = job.scans_per_step > 1
@@ -154,7 +163,6 @@ def ingest_chunk(job: ChunkJob) -> ChunkResult:
         used.setdefault(row, []).append(record)
         record.status, record.reason = INGESTED, ""
 
-    n_written = 0
     for row, row_records in used.items():
         complete = counts[row] == job.scans_per_step
         if averaging:
@@ -166,16 +174,14 @@ def ingest_chunk(job: ChunkJob) -> ChunkResult:
                     record.status = INCOMPLETE
                     record.reason = f"{counts[row]} of {job.scans_per_step} scans for this step so far"
         valid[row] = complete
-        n_written += int(complete)
 
     try:
         if carry:
-            rain[carry] = store.decode_rain(root[store.RAIN][job.start:job.stop])[carry]
-            valid[carry] = np.asarray(root[store.VALID][job.start:job.stop], dtype=bool)[carry]
+            _carry_over(root, job, carry, rain, valid, stored_valid)
         # a chunk that ends up empty and was empty is not written: all-bad files change nothing
-        if valid.any() or np.asarray(root[store.VALID][job.start:job.stop]).any():
+        if valid.any() or stored_valid.any():
             store.write_time_chunk(root, job.layout, job.chunk, rain, valid)
         manifest.write_part(job.store_path, job.run_id, f"c{job.chunk}", records)
     except Exception as e:  # noqa: BLE001
-        raise ChunkWriteError(f"chunk {job.chunk} (rows {job.start}-{job.stop - 1}) of {job.store_path}: {e}") from e
-    return ChunkResult(job.chunk, records, n_written)
+        raise _chunk_error(job, e) from e
+    return ChunkResult(job.chunk, records)
