@@ -7,8 +7,10 @@ must then produce the same store as an uninterrupted run: arrays, valid flags, m
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ import yaml
 
 from nowcast import store
 from nowcast.ingest import manifest
+from nowcast.ingest.lock import store_lock
 from tests.cf_archive import write_archive
 
 pytestmark = pytest.mark.slow
@@ -129,21 +132,21 @@ def test_killed_ingest_resumes_to_the_same_store(engine, archive, reference, tmp
     assert again.returncode == 0 and "nothing new" in again.stdout + again.stderr
 
 
-def test_second_ingest_on_a_locked_store_refuses(archive, tmp_path):
+def test_second_ingest_on_a_locked_store_refuses_and_a_dead_owners_lock_is_taken_over(archive, tmp_path):
     dst = tmp_path / "locked.zarr"
-    config = write_config(tmp_path, archive, dst, "dask", "locked")
-    first = start_ingest(config)
-    try:
-        lock = Path(str(dst) + ".lock")
-        deadline = time.monotonic() + 60
-        while not lock.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        second = subprocess.run([*NOWCAST, "ingest", "--config", str(config), "--no-progress"],
-                                capture_output=True, text=True, timeout=120)
-        if first.poll() is None:  # still running: the second must have refused, touching nothing
-            assert second.returncode == 2
-            assert "is being ingested by pid" in second.stdout + second.stderr
-    finally:
-        first.wait(timeout=300)
+    config = write_config(tmp_path, archive, dst, "serial", "locked")
+    command = [*NOWCAST, "ingest", "--config", str(config), "--no-progress"]
+    with store_lock(str(dst)):  # a live ingest (this test process) holds the store
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2
+    assert "is being ingested by pid" in " ".join((second.stdout + second.stderr).split())
+    assert not dst.exists()  # the refused run touched nothing
+
+    lock = Path(str(dst) + ".lock")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "started": time.time() - 60}))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stdout + done.stderr  # the damaged file is quarantined
     assert store.StoreReader(str(dst)).valid.sum() == 38
     assert not lock.exists()
