@@ -123,14 +123,15 @@ def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> tuple[EncoderFor
         ckpt = load_checkpoint(ckpt)
     where = ckpt.get("path", "checkpoint")
     try:
-        cfg = ModelConfig.model_validate(ckpt["config"]["model"])
+        cfg = ModelConfig.from_saved(ckpt["config"]["model"])
     except ValidationError as e:
         raise CheckpointError(f"{where}: model config is not valid for this nowcast version: {e}") from None
     model = build_model(cfg)
     try:
         model.load_state_dict(clean_state_dict(ckpt["model"]))
     except RuntimeError as e:
-        raise CheckpointError(f"{where}: weights do not match the model config: {str(e)[:500]}") from None
+        raise CheckpointError(f"{where}: weights do not match the model config (model.advection "
+                              f"{cfg.advection}): {str(e)[:500]}") from None
     return model.eval(), cfg
 
 

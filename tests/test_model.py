@@ -119,7 +119,7 @@ def test_state_dict_saved_before_the_split_gate_code_loads_and_gives_the_same_re
     from pathlib import Path
 
     saved = torch.load(Path(__file__).parent / "data" / "convlstm_state_before_split_gates.pt", weights_only=True)
-    model = build_model(ModelConfig(**saved["config"]))
+    model = build_model(ModelConfig.from_saved(saved["config"]))
     model.load_state_dict(saved["state_dict"], strict=True)
     assert {n: p.shape for n, p in model.named_parameters()} == {n: g.shape for n, g in saved["grads"].items()}
     z = model(saved["input"], transformed=True)

@@ -14,7 +14,9 @@ class ModelConfig(Section):
 
     Layer ``i`` of the encoder is a ConvLSTM with ``hidden_channels[i]`` channels and kernel
     ``kernel_sizes[i]``; a strided stem conv (``stem_stride``) comes before layer 0 and a strided
-    conv (``downsample[i - 1]``) before every other layer. The forecaster mirrors it.
+    conv (``downsample[i - 1]``) before every other layer. The forecaster mirrors it. With
+    ``advection`` the network corrects an optical-flow extrapolation instead of drawing the
+    forecast from nothing (see ``motion.py``).
     """
 
     num_input_frames: int = Field(6, ge=1, le=64)
@@ -24,6 +26,9 @@ class ModelConfig(Section):
     hidden_channels: list[int] = Field([32, 64, 64], min_length=1)
     kernel_sizes: list[int] = Field([5, 5, 3], min_length=1)
     downsample: list[int] = [2, 2]
+    # forecast = the last frame advected along optical flow from the inputs (motion.py) plus what
+    # the network adds; False: the network draws every frame itself (the plain Shi et al. model)
+    advection: bool = True
     dry_threshold_mmh: float = Field(0.1, gt=0)  # rates below this are dry, in and out
     max_rain_mmh: float = Field(300.0, gt=0)  # inputs clip here; outputs never exceed it
 
@@ -41,6 +46,11 @@ class ModelConfig(Section):
         if self.max_rain_mmh <= self.dry_threshold_mmh:
             raise ValueError("max_rain_mmh must be larger than dry_threshold_mmh")
         return self
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "ModelConfig":
+        """The config recorded in a checkpoint; those written before ``advection`` existed had none."""
+        return cls.model_validate({"advection": False, **saved})
 
     @property
     def multiple(self) -> int:

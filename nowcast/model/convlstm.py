@@ -9,6 +9,13 @@ forward pass, so DDP needs no ``find_unused_parameters``.
 Input: rain (B, T_in, 1, H, W) in mm/h with NaN for no data; H and W divisible by
 ``model.multiple``. Output: (B, T_out, 1, H, W) mm/h >= 0. The network sees two channels per
 frame: the transformed rain (NaN -> 0) and a mask that is 1 where there is data.
+
+With ``advection`` (the default), the last frame is first moved along the optical flow of the
+inputs (``motion.py``) to every lead; the forecaster's bottom layer takes those frames as
+input, and the head adds a correction to them, from a last conv that starts near zero. An
+untrained model is therefore the extrapolation, and training teaches it growth, decay
+and which scales lose predictability, rather than motion from scratch, which is what a
+plain ConvLSTM spends most of its data on and blurs when it fails.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from nowcast.model.config import ModelConfig
+from nowcast.model.motion import advect, estimate_motion
 from nowcast.model.transform import rain_to_z, z_to_rain
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (B, C, H, W)
@@ -162,10 +170,21 @@ class EncoderForecaster(nn.Module):
         self.down = nn.ModuleList(_down(hidden[i - 1], hidden[i - 1], strides[i]) for i in range(1, n))
         self.encoder = nn.ModuleList(
             ConvLSTMCell(cfg.stem_channels if i == 0 else hidden[i - 1], hidden[i], cfg.kernel_sizes[i]) for i in range(n))
+        takes_input = [i < n - 1 or (i == 0 and cfg.advection) for i in range(n)]
         self.forecaster = nn.ModuleList(
-            ConvLSTMCell(0 if i == n - 1 else hidden[i], hidden[i], cfg.kernel_sizes[i]) for i in range(n))
+            ConvLSTMCell(hidden[i] if takes_input[i] else 0, hidden[i], cfg.kernel_sizes[i]) for i in range(n))
         self.up = nn.ModuleList(_up(hidden[i], hidden[i - 1], strides[i]) for i in range(1, n))
-        self.head = nn.Sequential(_up(hidden[0], cfg.stem_channels, strides[0]), nn.Conv2d(cfg.stem_channels, 1, 1))
+        if cfg.advection:
+            self.advected_stem = _down(2, hidden[0], cfg.stem_stride)
+            self.head = nn.Sequential(_up(hidden[0], cfg.stem_channels, strides[0]))
+            self.correction = nn.Sequential(
+                nn.Conv2d(cfg.stem_channels + 2, cfg.stem_channels, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(cfg.stem_channels, 1, 1))
+            # tiny, not zero, so every layer gets a gradient from the first step: untrained ~ extrapolation
+            nn.init.normal_(self.correction[-1].weight, std=1e-4)
+            nn.init.zeros_(self.correction[-1].bias)
+        else:
+            self.head = nn.Sequential(_up(hidden[0], cfg.stem_channels, strides[0]), nn.Conv2d(cfg.stem_channels, 1, 1))
 
     @property
     def multiple(self) -> int:
@@ -200,15 +219,33 @@ class EncoderForecaster(nn.Module):
             h, state = cell.unroll(h, None, cfg.num_input_frames)  # (B, T_in, C_i, H_i, W_i)
             states.append(state)
 
+        advected = self._advected(z[:, :, 0], has_data[:, :, 0]) if cfg.advection else None  # (B, T_out, 2, H, W)
         h = None  # the top forecaster layer has no input, only the encoder's state
         for i in reversed(range(len(self.forecaster))):
+            if i == 0 and advected is not None:
+                moved = _per_frame(self.advected_stem, advected.to(frames.dtype))  # (B, T_out, C_0, H_0, W_0)
+                h = moved if h is None else h + moved
             h, _ = self.forecaster[i].unroll(h, states[i], cfg.num_output_frames)  # (B, T_out, C_i, H_i, W_i)
             if i > 0:
                 h = _per_frame(self.up[i - 1], h)  # (B, T_out, C_{i-1}, H_{i-1}, W_{i-1})
-        out = _per_frame(self.head, h)  # (B, T_out, 1, H, W) in z space
+        out = _per_frame(self.head, h)  # (B, T_out, 1 or C_stem, H, W)
+        if advected is not None:  # extrapolation + correction, in z space
+            out = advected[:, :, :1] + _per_frame(self.correction, torch.cat([out, advected.to(out.dtype)], dim=2))
         if transformed:
             return out
         return z_to_rain(out.float(), cfg.dry_threshold_mmh, cfg.max_rain_mmh)  # (B, T_out, 1, H, W) mm/h
+
+    def _advected(self, z: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:
+        """The last frame's z and data mask moved along the inputs' motion: (B, T_out, 2, H, W) float32.
+
+        Motion and advection run in float32 even under autocast: bfloat16's 8-bit mantissa
+        cannot hold pixel coordinates of a large domain.
+        """
+        with torch.autocast(z.device.type, enabled=False):
+            z, has_data = z.float(), has_data.float()
+            flow = estimate_motion(z, has_data > 0)  # (B, 2, H, W)
+            last = torch.stack([z[:, -1], has_data[:, -1]], dim=1)  # (B, 2, H, W)
+            return advect(last, flow, self.cfg.num_output_frames)
 
     def forward_transformed(self, x: torch.Tensor) -> torch.Tensor:
         """The raw output in z space: ``forward(x, transformed=True)``."""

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from nowcast.checkpoint import link_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nowcast.config import dump_config
 from nowcast.errors import ConfigError, NowcastError
-from nowcast.model import build_model, z_to_rain
+from nowcast.model import ModelConfig, build_model, z_to_rain
 from nowcast.store import StoreReader
 from nowcast.train import distributed
 from nowcast.train.config import TrainConfig
@@ -208,7 +208,7 @@ def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int 
     step, epoch, epoch_step, metrics, best = 0, 0, 0, {}, {"csi_1mm_mean": -1.0, "step": -1}
     if resume:
         ckpt = load_checkpoint(run_dir / "last.pt")
-        if ckpt["config"]["model"] != cfg.model.model_dump(mode="json"):
+        if ModelConfig.from_saved(ckpt["config"]["model"]) != cfg.model:
             raise ConfigError(f"model: the config differs from the one in {run_dir / 'last.pt'}; a resumed run "
                               "keeps its model")
         model.load_state_dict(ckpt["model"])
@@ -221,7 +221,7 @@ def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int 
             log.info("resuming %s at step %d (epoch %d)", run_dir, step, epoch)
     elif cfg.run.init_from:
         init = load_checkpoint(cfg.run.init_from)
-        if init["config"]["model"] != cfg.model.model_dump(mode="json"):
+        if ModelConfig.from_saved(init["config"]["model"]) != cfg.model:
             raise ConfigError(f"run.init_from: {cfg.run.init_from} holds another model config; fine-tuning "
                               "keeps the model: copy its model section")
         model.load_state_dict(init["model"])
