@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-PYRAMID = (16, 8, 4)  # pooling factors, coarse to fine; flow is solved on the finest
+PYRAMID = (16, 8, 4, 2)  # pooling factors, coarse to fine; flow is solved on the finest
 WINDOW_SIGMA = 2.0  # Lucas-Kanade window (Gaussian sigma) in pixels of each pyramid level
 ITERATIONS = 2  # warp-and-solve rounds per level
 SPREAD_SIGMA_PX = 24.0  # smoothing of the confident flow (full-resolution pixels)
