@@ -75,13 +75,18 @@ def test_cell_without_input_runs_on_its_state():
     assert sum(p.numel() for p in cell.parameters()) == (4 * 9 * 4 * 4) + 16  # one conv, no unused weights
 
 
-def test_tiny_model_overfits_a_short_sequence():
-    """A moving blob on 32x32: the loss must fall by a large factor in 100 steps."""
+@pytest.mark.parametrize("advection", [False, True])
+def test_tiny_model_overfits_a_short_sequence(advection):
+    """A moving, growing blob on 32x32: the loss must fall by a large factor in 100 steps.
+
+    Growth is what the advection model has to learn: extrapolation alone moves the blob right
+    but keeps its first intensity.
+    """
     torch.manual_seed(0)
     cfg = ModelConfig(num_input_frames=4, num_output_frames=2, stem_channels=8, hidden_channels=[8, 8],
-                      kernel_sizes=[3, 3], downsample=[2])
+                      kernel_sizes=[3, 3], downsample=[2], advection=advection)
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
-    frames = torch.stack([10 * torch.exp(-((yy - 16) ** 2 + (xx - 8 - 2 * t) ** 2) / 18) for t in range(6)])
+    frames = torch.stack([(4 + 2 * t) * torch.exp(-((yy - 16) ** 2 + (xx - 8 - 2 * t) ** 2) / 18) for t in range(6)])
     seq = frames[:, None][None]  # (1, 6, 1, 32, 32)
     x, y = seq[:, :4], rain_to_z(seq[:, 4:], cfg.dry_threshold_mmh, cfg.max_rain_mmh)
     model = build_model(cfg)

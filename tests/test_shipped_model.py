@@ -72,3 +72,8 @@ def test_forecasts_a_real_knmi_window(shipped):
     assert (means > 0.05 * obs_mean).all() and (means < 10 * obs_mean).all()
     wet = frames[-1] >= 1.0
     assert (out[0][wet] >= 0.1).mean() > 0.5
+    # no fade to drizzle: an hour ahead, the mean and the heavy rain (> 5 mm/h) are still there
+    heavy_now = (frames[-1][inside] > 5).mean()
+    assert heavy_now > 0.001, "the test window needs heavy rain"
+    assert 0.5 * obs_mean < means[-1] < 2 * obs_mean, means
+    assert (out[-1][inside] > 5).mean() > 0.2 * heavy_now
