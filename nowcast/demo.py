@@ -56,13 +56,14 @@ def run_demo(out_dir: Path, data: Path | None = None) -> dict[str, Path]:
         return {"forecast": forecast, "panel": forecast.with_suffix(".png"), "animation": forecast.with_suffix(".gif")}
 
     archive, store = out_dir / "archive", out_dir / "store.zarr"
-    checkpoint = out_dir / "runs" / "demo" / "best.pt"
+    run_name = time.strftime("demo-%Y%m%dT%H%M%S")  # a new run each time: a second `make demo` keeps the first
+    checkpoint = out_dir / "runs" / run_name / "best.pt"
     scores = out_dir / "scores"
     _nowcast("1/5 synthetic archive", ["synth", str(archive), "--config", str(DEMO_CONFIGS["synth"])])
     _nowcast("2/5 ingest with Dask", ["ingest", "--config", str(DEMO_CONFIGS["ingest"]),
                                       f"source.paths=[{archive}]", f"store.path={store}"])
     _nowcast("3/5 train", ["train", "--config", str(DEMO_CONFIGS["train"]), f"data.stores=[{store}]",
-                           f"run.out_dir={out_dir / 'runs'}"])
+                           f"run.out_dir={out_dir / 'runs'}", f"run.name={run_name}"])
     _nowcast("4/5 forecast", ["predict", "--checkpoint", str(checkpoint), "--input", str(store),
                               "--out", str(forecast), "--plot"])
     _nowcast("5/5 evaluate on the held-out period", [
