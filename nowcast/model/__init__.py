@@ -1,6 +1,7 @@
 """The nowcasting model: a ConvLSTM encoder-forecaster that knows tensors only.
 
-Read ``convlstm.py`` first. The model takes rain in mm/h with NaN for no data and returns
+Read ``convlstm.py`` first, then ``motion.py`` (the optical-flow extrapolation the network
+corrects when ``advection`` is on). The model takes rain in mm/h with NaN for no data and returns
 non-negative mm/h; how tensors reach it (store, DDP, files) is none of its business, so this
 package imports torch and pydantic only.
 """
