@@ -112,9 +112,8 @@ def estimate_motion(z: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:
             scale = flow.new_tensor([a.shape[-1] / flow.shape[-1], a.shape[-2] / flow.shape[-2]]).view(1, 2, 1, 1)
             flow = F.interpolate(flow, size=a.shape[-2:], mode="bilinear", align_corners=False) * scale
         flow = _lucas_kanade(a, c, flow)
-    level = f  # the finest level's pooling factor
-    coarse = F.avg_pool2d(first, f, ceil_mode=True)
-    weight = _confidence(coarse) * (coarse > 0)  # only where it rains
+    level = f  # the finest level's pooling factor; ``a`` is the first frames pooled by it
+    weight = _confidence(a) * (a > 0)  # only where it rains
     weight = weight.view(b, t - 1, 1, *flow.shape[-2:])
     flow = flow.view(b, t - 1, 2, *flow.shape[-2:])
     pair_flow = (weight * flow).sum(1) / weight.sum(1).clamp(min=1e-12)  # (B, 2, h, w) confidence-weighted pair mean
