@@ -131,7 +131,8 @@ def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> tuple[EncoderFor
         model.load_state_dict(clean_state_dict(ckpt["model"]))
     except RuntimeError as e:
         raise CheckpointError(f"{where}: weights do not match the model config (model.advection "
-                              f"{cfg.advection}): {str(e)[:500]}") from None
+                              f"{cfg.advection}); a checkpoint from an earlier nowcast version whose model "
+                              f"layout differs must be retrained with this one: {str(e)[:500]}") from None
     return model.eval(), cfg
 
 

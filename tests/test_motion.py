@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from nowcast.model import ModelConfig, build_model, rain_to_z
-from nowcast.model.motion import advect, estimate_motion
+from nowcast.model.convlstm import SMOOTHING_SIGMAS_PX
+from nowcast.model.motion import advect, estimate_motion, gaussian_blur
 
 STEP = (3.0, -2.0)  # (u, v): pixels per time step, right and up
 
@@ -80,6 +81,30 @@ def test_untrained_advection_model_is_the_extrapolation(bfloat16):
     expected = advect(z_in[:, -1:], estimate_motion(z_in, has_data), 3)[0, :, 0]
     assert (z_model - expected).abs().max() < 0.02
     assert z_model.max() > 1.0  # rain above 1 mm/h survives: no fading
+
+
+def test_correction_smooths_small_scales_and_offsets_smoothly():
+    """The correction's gains act on the advected field: a unit gain at a scale gives that
+    scale's blur of it, and an offset field from the coarse layer arrives without pixel noise."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_input_frames=4, num_output_frames=2, stem_channels=8, stem_stride=4,
+                      hidden_channels=[8, 8], kernel_sizes=[3, 3], downsample=[2])
+    model = build_model(cfg).eval()
+    advected = _z(_translated_rain(2, size=64))[None] + 0.3 * torch.randn(1, 2, 64, 64)  # (1, T, H, W), speckled
+    coarse = torch.zeros(1, 2, 1 + len(SMOOTHING_SIGMAS_PX), 16, 16)
+    coarse[:, :, 2] = 1.0  # smooth away all detail below the second scale
+    smoothed = model._corrected(advected, coarse)[0, :, 0]
+    sigma = SMOOTHING_SIGMAS_PX[1]
+    ones = torch.ones(1, 1, 64, 64)
+    blurred = gaussian_blur(advected[0, :, None], sigma) / gaussian_blur(ones, sigma)
+    torch.testing.assert_close(smoothed, blurred[:, 0], atol=1e-5, rtol=0)
+    assert (smoothed.diff(dim=-1).abs().mean() < 0.7 * advected.diff(dim=-1).abs().mean())
+
+    offset = torch.zeros_like(coarse)
+    offset[:, :, 0] = torch.randn(1, 2, 16, 16)  # a rough offset on 4-pixel cells
+    shifted = model._corrected(advected, offset)[0, :, 0] - advected[0]
+    # bilinear upsampling: no step between neighbouring pixels exceeds a quarter of a cell-to-cell jump
+    assert shifted.diff(dim=-1).abs().max() <= 0.26 * offset[0, :, 0].diff(dim=-1).abs().max() + 1e-6
 
 
 def test_checkpoints_without_the_advection_key_load_as_the_plain_model():

@@ -12,7 +12,8 @@ frame: the transformed rain (NaN -> 0) and a mask that is 1 where there is data.
 
 With ``advection`` (the default), the last frame is first moved along the optical flow of the
 inputs (``motion.py``) to every lead; the forecaster's bottom layer takes those frames as
-input, and the head adds a correction to them, from a last conv that starts near zero. An
+input, and its output at that layer's resolution sets a smooth correction: an offset in log
+rain and how much of each small scale to smooth away, from a last conv that starts near zero. An
 untrained model is therefore the extrapolation, and training teaches it growth, decay
 and which scales lose predictability, rather than motion from scratch, which is what a
 plain ConvLSTM spends most of its data on and blurs when it fails.
@@ -26,10 +27,13 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from nowcast.model.config import ModelConfig
-from nowcast.model.motion import advect, estimate_motion
+from nowcast.model.motion import advect, estimate_motion, gaussian_blur
 from nowcast.model.transform import rain_to_z, z_to_rain
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (B, C, H, W)
+
+# scales (Gaussian sigma, full-resolution pixels) of the detail the correction may smooth away
+SMOOTHING_SIGMAS_PX = (1.0, 2.0, 4.0, 8.0)
 
 
 class _GateUpdate(torch.autograd.Function):
@@ -176,10 +180,9 @@ class EncoderForecaster(nn.Module):
         self.up = nn.ModuleList(_up(hidden[i], hidden[i - 1], strides[i]) for i in range(1, n))
         if cfg.advection:
             self.advected_stem = _down(2, hidden[0], cfg.stem_stride)
-            self.head = nn.Sequential(_up(hidden[0], cfg.stem_channels, strides[0]))
-            self.correction = nn.Sequential(
-                nn.Conv2d(cfg.stem_channels + 2, cfg.stem_channels, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
-                nn.Conv2d(cfg.stem_channels, 1, 1))
+            self.correction = nn.Sequential(  # per lead, at layer 0's resolution: offset + one gain per scale
+                nn.Conv2d(hidden[0], hidden[0], 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(hidden[0], 1 + len(SMOOTHING_SIGMAS_PX), 1))
             # tiny, not zero, so every layer gets a gradient from the first step: untrained ~ extrapolation
             nn.init.normal_(self.correction[-1].weight, std=1e-4)
             nn.init.zeros_(self.correction[-1].bias)
@@ -228,12 +231,36 @@ class EncoderForecaster(nn.Module):
             h, _ = self.forecaster[i].unroll(h, states[i], cfg.num_output_frames)  # (B, T_out, C_i, H_i, W_i)
             if i > 0:
                 h = _per_frame(self.up[i - 1], h)  # (B, T_out, C_{i-1}, H_{i-1}, W_{i-1})
-        out = _per_frame(self.head, h)  # (B, T_out, 1 or C_stem, H, W)
-        if advected is not None:  # extrapolation + correction, in z space
-            out = advected[:, :, :1] + _per_frame(self.correction, torch.cat([out, advected.to(out.dtype)], dim=2))
+        if advected is None:
+            out = _per_frame(self.head, h)  # (B, T_out, 1, H, W)
+        else:
+            out = self._corrected(advected[:, :, 0], _per_frame(self.correction, h))
         if transformed:
             return out
         return z_to_rain(out.float(), cfg.dry_threshold_mmh, cfg.max_rain_mmh)  # (B, T_out, 1, H, W) mm/h
+
+    def _corrected(self, advected_z: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+        """The advected z plus the network's correction: (B, T_out, 1, H, W) float32.
+
+        ``coefficients`` (B, T_out, 1 + S, h, w) come at layer 0's resolution and are upsampled
+        smoothly: channel 0 is an offset in z (growth and decay); channel ``k``, clamped to
+        [0, 1], moves the forecast that far towards the advected field blurred at
+        ``SMOOTHING_SIGMAS_PX[k - 1]`` (small scales that have lost their predictability), finest
+        first. The result is a convex mix of the field and its blurs: it can soften a core but
+        never invert or sharpen one, and it cannot add pixel-scale noise to the extrapolation,
+        which a correction drawn from upsampled features did at the shortest leads.
+        """
+        with torch.autocast(advected_z.device.type, enabled=False):
+            b, t, h, w = advected_z.shape
+            field = advected_z.reshape(b * t, 1, h, w).float()
+            weights = F.interpolate(coefficients.flatten(0, 1).float(), size=(h, w), mode="bilinear",
+                                    align_corners=False)  # (B*T, 1 + S, H, W)
+            ones = torch.ones_like(field[:1])
+            out = field
+            for k, sigma in enumerate(SMOOTHING_SIGMAS_PX, start=1):  # edge-normalised blur: no darkening at the border
+                blurred = gaussian_blur(field, sigma) / gaussian_blur(ones, sigma)
+                out = out + weights[:, k:k + 1].clamp(0, 1) * (blurred - out)
+            return (out + weights[:, :1]).view(b, t, 1, h, w)
 
     def _advected(self, z: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:
         """The last frame's z and data mask moved along the inputs' motion: (B, T_out, 2, H, W) float32.

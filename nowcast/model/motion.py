@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 
 PYRAMID = (16, 8, 4, 2)  # pooling factors, coarse to fine; flow is solved on the finest
-WINDOW_SIGMA = 2.0  # Lucas-Kanade window (Gaussian sigma) in pixels of each pyramid level
+WINDOW_SIGMA = 3.0  # Lucas-Kanade window (Gaussian sigma) in pixels of each pyramid level
 ITERATIONS = 2  # warp-and-solve rounds per level
 SPREAD_SIGMA_PX = 24.0  # smoothing of the confident flow (full-resolution pixels)
 RIDGE = 1e-3  # Tikhonov term: no texture -> no motion update instead of a division by zero
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of (N, C, H, W), zero outside the field."""
     radius = max(1, int(math.ceil(3 * sigma)))
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
@@ -67,7 +67,7 @@ def _lucas_kanade(first: torch.Tensor, second: torch.Tensor, flow: torch.Tensor)
         gx = 0.5 * (F.pad(mean, (0, 2, 0, 0), mode="replicate")[..., 2:] - F.pad(mean, (2, 0, 0, 0), mode="replicate")[..., :-2])
         gy = 0.5 * (F.pad(mean, (0, 0, 0, 2), mode="replicate")[..., 2:, :] - F.pad(mean, (0, 0, 2, 0), mode="replicate")[..., :-2, :])
         gt = warped - first
-        sxx, sxy, syy, sxt, syt = _gaussian_blur(torch.cat([gx * gx, gx * gy, gy * gy, gx * gt, gy * gt], 1),
+        sxx, sxy, syy, sxt, syt = gaussian_blur(torch.cat([gx * gx, gx * gy, gy * gy, gx * gt, gy * gt], 1),
                                                  WINDOW_SIGMA).unbind(1)
         sxx, syy = sxx + RIDGE, syy + RIDGE
         det = sxx * syy - sxy * sxy
@@ -81,7 +81,7 @@ def _confidence(field: torch.Tensor) -> torch.Tensor:
     """Smaller eigenvalue of the structure tensor (N, 1, h, w): high only where motion is determined."""
     gx = F.pad(field, (0, 1, 0, 0), mode="replicate").diff(dim=-1)
     gy = F.pad(field, (0, 0, 0, 1), mode="replicate").diff(dim=-2)
-    sxx, sxy, syy = _gaussian_blur(torch.cat([gx * gx, gx * gy, gy * gy], 1), WINDOW_SIGMA).unbind(1)
+    sxx, sxy, syy = gaussian_blur(torch.cat([gx * gx, gx * gy, gy * gy], 1), WINDOW_SIGMA).unbind(1)
     half_trace, half_diff = 0.5 * (sxx + syy), 0.5 * (sxx - syy)
     return (half_trace - torch.sqrt(half_diff * half_diff + sxy * sxy)).clamp(min=0)[:, None]
 
@@ -122,7 +122,7 @@ def estimate_motion(z: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:
     mean_flow = (weight * pair_flow).sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-12)  # domain mean
     sigma = SPREAD_SIGMA_PX / level
     floor = 1e-3 * total / weight[0, 0].numel()  # below ~0.1 % of the mean confidence: use the domain mean
-    spread = (_gaussian_blur(weight * pair_flow, sigma) + floor * mean_flow) / (_gaussian_blur(weight, sigma) + floor)
+    spread = (gaussian_blur(weight * pair_flow, sigma) + floor * mean_flow) / (gaussian_blur(weight, sigma) + floor)
     spread = torch.where(total > 0, spread, torch.zeros_like(spread))
     return F.interpolate(spread, size=(h, w), mode="bilinear", align_corners=False) * level
 
