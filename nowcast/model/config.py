@@ -29,6 +29,9 @@ class ModelConfig(Section):
     # forecast = the last frame advected along optical flow from the inputs (motion.py) plus what
     # the network adds; False: the network draws every frame itself (the plain Shi et al. model)
     advection: bool = True
+    # with advection, at inference: the forecast keeps as many pixels at or above this rate, at
+    # least as intense, as the advected last frame (tail.py); None: the network's output as is
+    heavy_tail_mmh: float | None = Field(5.0, gt=0)
     dry_threshold_mmh: float = Field(0.1, gt=0)  # rates below this are dry, in and out
     max_rain_mmh: float = Field(300.0, gt=0)  # inputs clip here; outputs never exceed it
 
@@ -49,8 +52,8 @@ class ModelConfig(Section):
 
     @classmethod
     def from_saved(cls, saved: dict) -> "ModelConfig":
-        """The config recorded in a checkpoint; those written before ``advection`` existed had none."""
-        return cls.model_validate({"advection": False, **saved})
+        """The config recorded in a checkpoint; keys it predates take the behaviour of its time."""
+        return cls.model_validate({"advection": False, "heavy_tail_mmh": None, **saved})
 
     @property
     def multiple(self) -> int:

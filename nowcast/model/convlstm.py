@@ -28,6 +28,7 @@ from torch.autograd.function import once_differentiable
 
 from nowcast.model.config import ModelConfig
 from nowcast.model.motion import advect, estimate_motion, gaussian_blur
+from nowcast.model.tail import keep_heavy_tail
 from nowcast.model.transform import rain_to_z, z_to_rain
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (B, C, H, W)
@@ -235,6 +236,9 @@ class EncoderForecaster(nn.Module):
             out = _per_frame(self.head, h)  # (B, T_out, 1, H, W)
         else:
             out = self._corrected(advected[:, :, 0], _per_frame(self.correction, h))
+            if cfg.heavy_tail_mmh is not None and not self.training:
+                threshold = float(rain_to_z(torch.tensor(cfg.heavy_tail_mmh), cfg.dry_threshold_mmh, cfg.max_rain_mmh))
+                out = keep_heavy_tail(out[:, :, 0], advected[:, :, 0], advected[:, :, 1] > 0.5, threshold)[:, :, None]
         if transformed:
             return out
         return z_to_rain(out.float(), cfg.dry_threshold_mmh, cfg.max_rain_mmh)  # (B, T_out, 1, H, W) mm/h
