@@ -8,7 +8,8 @@ import torch
 
 from nowcast.model import ModelConfig, build_model, rain_to_z
 from nowcast.model.convlstm import SMOOTHING_SIGMAS_PX
-from nowcast.model.motion import advect, estimate_motion, gaussian_blur
+from nowcast.model.blur import gaussian_blur, gaussian_blurs
+from nowcast.model.motion import advect, estimate_motion
 
 STEP = (3.0, -2.0)  # (u, v): pixels per time step, right and up
 
@@ -81,6 +82,13 @@ def test_untrained_advection_model_is_the_extrapolation(bfloat16):
     expected = advect(z_in[:, -1:], estimate_motion(z_in, has_data), 3)[0, :, 0]
     assert (z_model - expected).abs().max() < 0.02
     assert z_model.max() > 1.0  # rain above 1 mm/h survives: no fading
+
+
+def test_fft_blurs_equal_the_direct_blur():
+    x = torch.rand(3, 2, 37, 50) ** 4  # odd, non-square, smaller than the widest kernel in one direction
+    sigmas = (1.0, 2.5, 8.0)
+    for sigma, fast in zip(sigmas, gaussian_blurs(x, sigmas)):
+        torch.testing.assert_close(fast, gaussian_blur(x, sigma), atol=2e-6, rtol=0)
 
 
 def test_correction_smooths_small_scales_and_offsets_smoothly():

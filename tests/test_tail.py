@@ -7,7 +7,7 @@ import torch
 
 from nowcast.model import ModelConfig, build_model, rain_to_z
 from nowcast.model.convlstm import SMOOTHING_SIGMAS_PX
-from nowcast.model.motion import gaussian_blur
+from nowcast.model.blur import gaussian_blur
 from nowcast.model.tail import keep_heavy_tail
 
 THRESHOLD_Z = float(rain_to_z(torch.tensor(5.0), 0.1, 300.0))

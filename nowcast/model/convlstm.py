@@ -27,7 +27,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from nowcast.model.config import ModelConfig
-from nowcast.model.motion import advect, estimate_motion, gaussian_blur
+from nowcast.model.blur import gaussian_blurs
+from nowcast.model.motion import advect, estimate_motion
 from nowcast.model.tail import keep_heavy_tail
 from nowcast.model.transform import rain_to_z, z_to_rain
 
@@ -259,11 +260,11 @@ class EncoderForecaster(nn.Module):
             field = advected_z.reshape(b * t, 1, h, w).float()
             weights = F.interpolate(coefficients.flatten(0, 1).float(), size=(h, w), mode="bilinear",
                                     align_corners=False)  # (B*T, 1 + S, H, W)
-            ones = torch.ones_like(field[:1])
+            blurs = gaussian_blurs(field, SMOOTHING_SIGMAS_PX)
+            norms = gaussian_blurs(torch.ones_like(field[:1]), SMOOTHING_SIGMAS_PX)  # edge-normalised: no darkening at the border
             out = field
-            for k, sigma in enumerate(SMOOTHING_SIGMAS_PX, start=1):  # edge-normalised blur: no darkening at the border
-                blurred = gaussian_blur(field, sigma) / gaussian_blur(ones, sigma)
-                out = out + weights[:, k:k + 1].clamp(0, 1) * (blurred - out)
+            for k, (blurred, norm) in enumerate(zip(blurs, norms), start=1):
+                out = out + weights[:, k:k + 1].clamp(0, 1) * (blurred / norm - out)
             return (out + weights[:, :1]).view(b, t, 1, h, w)
 
     def _advected(self, z: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:

@@ -16,27 +16,17 @@ field back ``k`` steps (pysteps' backward semi-Lagrangian scheme), so leads do n
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
+
+from nowcast.model.blur import gaussian_blur
 
 PYRAMID = (16, 8, 4, 2)  # pooling factors, coarse to fine; flow is solved on the finest
 WINDOW_SIGMA = 3.0  # Lucas-Kanade window (Gaussian sigma) in pixels of each pyramid level
 ITERATIONS = 2  # warp-and-solve rounds per level
 SPREAD_SIGMA_PX = 24.0  # smoothing of the confident flow (full-resolution pixels)
 RIDGE = 1e-3  # Tikhonov term: no texture -> no motion update instead of a division by zero
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W), zero outside the field."""
-    radius = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
 
 
 def _base_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
