@@ -2,8 +2,8 @@
 
 Why: a network trained on squared or absolute errors hedges where heavy cells may be, and the
 hedge is a softened core. Over an hour the forecast then holds far fewer pixels of heavy rain
-than fell (measured: above 5 mm/h, a tenth of the observed fraction by +30 min), which is the
-regression-to-drizzle that makes learned nowcasts useless for warnings. Extrapolation keeps the
+than fell (measured on KNMI: above 5 mm/h, a sixth to a tenth of the observed fraction by
++30 min), the regression to drizzle that makes learned nowcasts useless for warnings. Extrapolation keeps the
 intensities of the last frame; so does this, in the forecast's own pattern: per sample and lead,
 the forecast's ``k`` highest pixels, where ``k`` is how many advected pixels reach the threshold,
 are raised (never lowered) to the advected field's ``k`` highest values, rank for rank. Where
