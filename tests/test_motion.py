@@ -115,6 +115,26 @@ def test_correction_smooths_small_scales_and_offsets_smoothly():
     assert shifted.diff(dim=-1).abs().max() <= 0.26 * offset[0, :, 0].diff(dim=-1).abs().max() + 1e-6
 
 
+def test_the_models_motion_settings_reach_the_estimate():
+    """``model.motion`` is what the model's extrapolation uses, so a checkpoint keeps its motion."""
+    torch.manual_seed(0)
+    base = dict(num_input_frames=4, num_output_frames=2, stem_channels=8, stem_stride=4,
+                hidden_channels=[8, 8], kernel_sizes=[3, 3], downsample=[2])
+    rain = _translated_rain(4)
+    x = rain[None, :, None]
+    z_in = _z(rain)[None]
+    has_data = torch.ones_like(z_in, dtype=torch.bool)
+    outputs = []
+    for motion in ({}, {"pyramid": [4], "window_sigma": 1.0}):
+        torch.manual_seed(0)
+        cfg = ModelConfig(**base, motion=motion)
+        with torch.inference_mode():
+            outputs.append(build_model(cfg).eval()(x, transformed=True)[0, :, 0])
+        expected = advect(z_in[:, -1:], estimate_motion(z_in, has_data, cfg.motion), 2)[0, :, 0]
+        assert (outputs[-1] - expected).abs().max() < 0.02
+    assert (outputs[0] - outputs[1]).abs().max() > 0.1
+
+
 def test_checkpoints_without_the_advection_key_load_as_the_plain_model():
     saved = ModelConfig(hidden_channels=[8], kernel_sizes=[3], downsample=[], advection=False).model_dump()
     del saved["advection"]

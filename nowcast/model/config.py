@@ -9,6 +9,17 @@ from pydantic import Field, model_validator
 from nowcast.config import Section
 
 
+class MotionConfig(Section):
+    """The optical flow inside the model (``motion.py``); recorded in checkpoints, since a model
+    learns its correction for the motion it was trained with."""
+
+    pyramid: list[int] = Field([16, 8, 4, 2], min_length=1)  # pooling factors, coarse to fine
+    window_sigma: float = Field(3.0, gt=0)  # Lucas-Kanade window (Gaussian sigma), pixels of each level
+    iterations: int = Field(2, ge=1)  # warp-and-solve rounds per level
+    spread_sigma_px: float = Field(24.0, gt=0)  # smoothing of the confident flow, full-resolution pixels
+    ridge: float = Field(1e-3, gt=0)  # Tikhonov term: no texture -> no motion update, not a division by zero
+
+
 class ModelConfig(Section):
     """Shape of the encoder-forecaster and its rain transform.
 
@@ -29,6 +40,7 @@ class ModelConfig(Section):
     # forecast = the last frame advected along optical flow from the inputs (motion.py) plus what
     # the network adds; False: the network draws every frame itself (the plain Shi et al. model)
     advection: bool = True
+    motion: MotionConfig = MotionConfig()
     # with advection, at inference: the forecast keeps as many pixels at or above this rate, at
     # least as intense, as the advected last frame (tail.py); None: the network's output as is
     heavy_tail_mmh: float | None = Field(5.0, gt=0)

@@ -275,7 +275,7 @@ class EncoderForecaster(nn.Module):
         """
         with torch.autocast(z.device.type, enabled=False):
             z, has_data = z.float(), has_data.float()
-            flow = estimate_motion(z, has_data > 0)  # (B, 2, H, W)
+            flow = estimate_motion(z, has_data > 0, self.cfg.motion)  # (B, 2, H, W)
             last = torch.stack([z[:, -1], has_data[:, -1]], dim=1)  # (B, 2, H, W)
             return advect(last, flow, self.cfg.num_output_frames)
 

@@ -21,13 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from nowcast.model.blur import gaussian_blur
-
-PYRAMID = (16, 8, 4, 2)  # pooling factors, coarse to fine; flow is solved on the finest
-WINDOW_SIGMA = 3.0  # Lucas-Kanade window (Gaussian sigma) in pixels of each pyramid level
-ITERATIONS = 2  # warp-and-solve rounds per level
-SPREAD_SIGMA_PX = 24.0  # smoothing of the confident flow (full-resolution pixels)
-RIDGE = 1e-3  # Tikhonov term: no texture -> no motion update instead of a division by zero
-
+from nowcast.model.config import MotionConfig
 
 def _base_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     """(1, 2, H, W) pixel coordinates (x, y)."""
@@ -48,18 +42,18 @@ def sample(field: torch.Tensor, coords: torch.Tensor, padding: str = "zeros") ->
     return F.grid_sample(field, grid, mode="bilinear", padding_mode=padding, align_corners=True)
 
 
-def _lucas_kanade(first: torch.Tensor, second: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+def _lucas_kanade(first: torch.Tensor, second: torch.Tensor, flow: torch.Tensor, cfg: MotionConfig) -> torch.Tensor:
     """Refine ``flow`` (N, 2, h, w) so that first(x) ~ second(x + flow); returns the new flow."""
     grid = _base_grid(*first.shape[-2:], first)
-    for _ in range(ITERATIONS):
+    for _ in range(cfg.iterations):
         warped = sample(second, grid + flow)
         mean = 0.5 * (first + warped)
         gx = 0.5 * (F.pad(mean, (0, 2, 0, 0), mode="replicate")[..., 2:] - F.pad(mean, (2, 0, 0, 0), mode="replicate")[..., :-2])
         gy = 0.5 * (F.pad(mean, (0, 0, 0, 2), mode="replicate")[..., 2:, :] - F.pad(mean, (0, 0, 2, 0), mode="replicate")[..., :-2, :])
         gt = warped - first
         sxx, sxy, syy, sxt, syt = gaussian_blur(torch.cat([gx * gx, gx * gy, gy * gy, gx * gt, gy * gt], 1),
-                                                 WINDOW_SIGMA).unbind(1)
-        sxx, syy = sxx + RIDGE, syy + RIDGE
+                                                 cfg.window_sigma).unbind(1)
+        sxx, syy = sxx + cfg.ridge, syy + cfg.ridge
         det = sxx * syy - sxy * sxy
         du = (-syy * sxt + sxy * syt) / det
         dv = (sxy * sxt - sxx * syt) / det
@@ -67,22 +61,23 @@ def _lucas_kanade(first: torch.Tensor, second: torch.Tensor, flow: torch.Tensor)
     return flow
 
 
-def _confidence(field: torch.Tensor) -> torch.Tensor:
+def _confidence(field: torch.Tensor, window_sigma: float) -> torch.Tensor:
     """Smaller eigenvalue of the structure tensor (N, 1, h, w): high only where motion is determined."""
     gx = F.pad(field, (0, 1, 0, 0), mode="replicate").diff(dim=-1)
     gy = F.pad(field, (0, 0, 0, 1), mode="replicate").diff(dim=-2)
-    sxx, sxy, syy = gaussian_blur(torch.cat([gx * gx, gx * gy, gy * gy], 1), WINDOW_SIGMA).unbind(1)
+    sxx, sxy, syy = gaussian_blur(torch.cat([gx * gx, gx * gy, gy * gy], 1), window_sigma).unbind(1)
     half_trace, half_diff = 0.5 * (sxx + syy), 0.5 * (sxx - syy)
     return (half_trace - torch.sqrt(half_diff * half_diff + sxy * sxy)).clamp(min=0)[:, None]
 
 
 @torch.no_grad()
-def estimate_motion(z: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:
+def estimate_motion(z: torch.Tensor, has_data: torch.Tensor, cfg: MotionConfig = MotionConfig()) -> torch.Tensor:
     """Motion in full-resolution pixels per time step.
 
     Args:
         z: (B, T, H, W) log rain (``transform.rain_to_z``), 0 where dry or no data; T >= 2.
         has_data: (B, T, H, W) bool.
+        cfg: the motion's settings (the model passes its own ``model.motion``).
 
     Returns:
         (B, 2, H, W) float32 (u, v): rain at x moves to x + (u, v) in one step.
@@ -93,7 +88,7 @@ def estimate_motion(z: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:
     z = torch.where(has_data, z, 0.0).float()
     first, second = z[:, :-1].reshape(-1, 1, h, w), z[:, 1:].reshape(-1, 1, h, w)  # all consecutive pairs
     flow, f = None, 1
-    for factor in PYRAMID:
+    for factor in cfg.pyramid:
         f = max(1, min(factor, h // 4, w // 4))
         a, c = F.avg_pool2d(first, f, ceil_mode=True), F.avg_pool2d(second, f, ceil_mode=True)
         if flow is None:
@@ -101,16 +96,16 @@ def estimate_motion(z: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:
         else:  # carry the coarser flow to this level: resize, rescale to this level's pixels
             scale = flow.new_tensor([a.shape[-1] / flow.shape[-1], a.shape[-2] / flow.shape[-2]]).view(1, 2, 1, 1)
             flow = F.interpolate(flow, size=a.shape[-2:], mode="bilinear", align_corners=False) * scale
-        flow = _lucas_kanade(a, c, flow)
+        flow = _lucas_kanade(a, c, flow, cfg)
     level = f  # the finest level's pooling factor; ``a`` is the first frames pooled by it
-    weight = _confidence(a) * (a > 0)  # only where it rains
+    weight = _confidence(a, cfg.window_sigma) * (a > 0)  # only where it rains
     weight = weight.view(b, t - 1, 1, *flow.shape[-2:])
     flow = flow.view(b, t - 1, 2, *flow.shape[-2:])
     pair_flow = (weight * flow).sum(1) / weight.sum(1).clamp(min=1e-12)  # (B, 2, h, w) confidence-weighted pair mean
     weight = weight.sum(1)  # (B, 1, h, w)
     total = weight.sum(dim=(2, 3), keepdim=True)
     mean_flow = (weight * pair_flow).sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-12)  # domain mean
-    sigma = SPREAD_SIGMA_PX / level
+    sigma = cfg.spread_sigma_px / level
     floor = 1e-3 * total / weight[0, 0].numel()  # below ~0.1 % of the mean confidence: use the domain mean
     spread = (gaussian_blur(weight * pair_flow, sigma) + floor * mean_flow) / (gaussian_blur(weight, sigma) + floor)
     spread = torch.where(total > 0, spread, torch.zeros_like(spread))
