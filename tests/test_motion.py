@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from nowcast.model import ModelConfig, build_model, rain_to_z
-from nowcast.model.convlstm import SMOOTHING_SIGMAS_PX
 from nowcast.model.blur import gaussian_blur, gaussian_blurs
 from nowcast.model.motion import advect, estimate_motion
 
@@ -99,10 +98,10 @@ def test_correction_smooths_small_scales_and_offsets_smoothly():
                       hidden_channels=[8, 8], kernel_sizes=[3, 3], downsample=[2])
     model = build_model(cfg).eval()
     advected = _z(_translated_rain(2, size=64))[None] + 0.3 * torch.randn(1, 2, 64, 64)  # (1, T, H, W), speckled
-    coarse = torch.zeros(1, 2, 1 + len(SMOOTHING_SIGMAS_PX), 16, 16)
+    coarse = torch.zeros(1, 2, 1 + len(cfg.smoothing_sigmas_px), 16, 16)
     coarse[:, :, 2] = 1.0  # smooth away all detail below the second scale
     smoothed = model._corrected(advected, coarse)[0, :, 0]
-    sigma = SMOOTHING_SIGMAS_PX[1]
+    sigma = cfg.smoothing_sigmas_px[1]
     ones = torch.ones(1, 1, 64, 64)
     blurred = gaussian_blur(advected[0, :, None], sigma) / gaussian_blur(ones, sigma)
     torch.testing.assert_close(smoothed, blurred[:, 0], atol=1e-5, rtol=0)

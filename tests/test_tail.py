@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from nowcast.model import ModelConfig, build_model, rain_to_z
-from nowcast.model.convlstm import SMOOTHING_SIGMAS_PX
 from nowcast.model.blur import gaussian_blur
 from nowcast.model.tail import keep_heavy_tail
 
@@ -62,7 +61,7 @@ def test_the_model_keeps_the_tail_at_inference_only(heavy_tail_mmh):
                       hidden_channels=[8, 8], kernel_sizes=[3, 3], downsample=[2], heavy_tail_mmh=heavy_tail_mmh)
     model = build_model(cfg)
     with torch.no_grad():
-        model.correction[-1].bias[len(SMOOTHING_SIGMAS_PX)] = 1.0  # full blur at the widest scale
+        model.correction[-1].bias[len(cfg.smoothing_sigmas_px)] = 1.0  # full blur at the widest scale
     rain = torch.zeros(1, 4, 1, 64, 64)
     rain[..., 20:26, 20:26] = 30.0  # a small heavy cell, standing still
     heavy_input = int((rain[0, -1] > 5).sum())

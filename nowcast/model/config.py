@@ -41,6 +41,9 @@ class ModelConfig(Section):
     # the network adds; False: the network draws every frame itself (the plain Shi et al. model)
     advection: bool = True
     motion: MotionConfig = MotionConfig()
+    # with advection: scales (Gaussian sigma, full-resolution pixels) of the detail the correction
+    # may blur away; one output channel each
+    smoothing_sigmas_px: list[float] = Field([1.0, 2.0, 4.0, 8.0], min_length=1)
     # with advection, at inference: the forecast keeps as many pixels at or above this rate, at
     # least as intense, as the advected last frame (tail.py); None: the network's output as is
     heavy_tail_mmh: float | None = Field(5.0, gt=0)

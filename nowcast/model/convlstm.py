@@ -34,9 +34,6 @@ from nowcast.model.transform import rain_to_z, z_to_rain
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (B, C, H, W)
 
-# scales (Gaussian sigma, full-resolution pixels) of the detail the correction may smooth away
-SMOOTHING_SIGMAS_PX = (1.0, 2.0, 4.0, 8.0)
-
 
 class _GateUpdate(torch.autograd.Function):
     """The LSTM update from gate pre-activations, with a hand-written backward.
@@ -184,7 +181,7 @@ class EncoderForecaster(nn.Module):
             self.advected_stem = _down(2, hidden[0], cfg.stem_stride)
             self.correction = nn.Sequential(  # per lead, at layer 0's resolution: offset + one gain per scale
                 nn.Conv2d(hidden[0], hidden[0], 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
-                nn.Conv2d(hidden[0], 1 + len(SMOOTHING_SIGMAS_PX), 1))
+                nn.Conv2d(hidden[0], 1 + len(cfg.smoothing_sigmas_px), 1))
             # tiny, not zero, so every layer gets a gradient from the first step: untrained ~ extrapolation
             nn.init.normal_(self.correction[-1].weight, std=1e-4)
             nn.init.zeros_(self.correction[-1].bias)
@@ -250,7 +247,7 @@ class EncoderForecaster(nn.Module):
         ``coefficients`` (B, T_out, 1 + S, h, w) come at layer 0's resolution and are upsampled
         smoothly: channel 0 is an offset in z (growth and decay); channel ``k``, clamped to
         [0, 1], moves the forecast that far towards the advected field blurred at
-        ``SMOOTHING_SIGMAS_PX[k - 1]`` (small scales that have lost their predictability), finest
+        ``model.smoothing_sigmas_px[k - 1]`` (small scales that have lost their predictability), finest
         first. The result is a convex mix of the field and its blurs: it can soften a core but
         never invert or sharpen one, and it cannot add pixel-scale noise to the extrapolation,
         which a correction drawn from upsampled features did at the shortest leads.
@@ -260,8 +257,9 @@ class EncoderForecaster(nn.Module):
             field = advected_z.reshape(b * t, 1, h, w).float()
             weights = F.interpolate(coefficients.flatten(0, 1).float(), size=(h, w), mode="bilinear",
                                     align_corners=False)  # (B*T, 1 + S, H, W)
-            blurs = gaussian_blurs(field, SMOOTHING_SIGMAS_PX)
-            norms = gaussian_blurs(torch.ones_like(field[:1]), SMOOTHING_SIGMAS_PX)  # edge-normalised: no darkening at the border
+            sigmas = tuple(self.cfg.smoothing_sigmas_px)
+            blurs = gaussian_blurs(field, sigmas)
+            norms = gaussian_blurs(torch.ones_like(field[:1]), sigmas)  # edge-normalised: no darkening at the border
             out = field
             for k, (blurred, norm) in enumerate(zip(blurs, norms), start=1):
                 out = out + weights[:, k:k + 1].clamp(0, 1) * (blurred / norm - out)
