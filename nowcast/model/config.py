@@ -67,7 +67,12 @@ class ModelConfig(Section):
 
     @classmethod
     def from_saved(cls, saved: dict) -> "ModelConfig":
-        """The config recorded in a checkpoint; keys it predates take the behaviour of its time."""
+        """The config recorded in a checkpoint.
+
+        ``advection`` and ``heavy_tail_mmh`` missing: off, as before they existed. ``motion`` and
+        ``smoothing_sigmas_px`` missing: today's defaults, which every checkpoint that loads was
+        trained with (those of the earlier correction layout do not load at all).
+        """
         return cls.model_validate({"advection": False, "heavy_tail_mmh": None, **saved})
 
     @property

@@ -3,10 +3,11 @@
 Why: a network trained on squared or absolute errors hedges where heavy cells may be, and the
 hedge is a softened core. Over an hour the forecast then holds far fewer pixels of heavy rain
 than fell (measured on KNMI: above 5 mm/h, a sixth to a tenth of the observed fraction by
-+30 min), the regression to drizzle that makes learned nowcasts useless for warnings. Extrapolation keeps the
-intensities of the last frame; so does this, in the forecast's own pattern: per sample and lead,
-the forecast's ``k`` highest pixels, where ``k`` is how many advected pixels reach the threshold,
-are raised (never lowered) to the advected field's ``k`` highest values, rank for rank. Where
++30 min), the regression to drizzle that makes learned nowcasts useless for warnings.
+Extrapolation keeps the intensities of the last frame; so does this, in the forecast's own
+pattern: per sample and lead, the forecast's ``k`` highest pixels, where ``k`` is how many
+advected pixels reach the threshold, are raised (never lowered) to the advected field's ``k``
+highest values, rank for rank. Where
 the network forecasts more heavy rain than extrapolation, nothing changes; pixels below the tail
 are never touched, so the mean and the light-rain pattern stay the network's. This is the
 probability matching of pysteps' S-PROG and STEPS, restricted to the heavy tail.
