@@ -15,6 +15,8 @@ from nowcast.errors import NowcastError
 from nowcast.logs import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Radar precipitation nowcasting.")
+INPUT_TIME_STEP_HELP = ("the input's time step in seconds, to run a model trained at another step on it "
+                        "(one lead per input step)")
 log = logging.getLogger("nowcast")
 
 
@@ -236,6 +238,7 @@ def predict(
     fallback: Optional[str] = typer.Option(None, help="none, or extrapolation: optical flow when frames are missing"),
     tile_size: Optional[int] = typer.Option(None, min=8, help="forecast in square tiles of this side (pixels)"),
     reader_format: str = typer.Option("auto", "--format", help="raw files: reader name, or auto-detect"),
+    input_time_step: Optional[int] = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="predict YAML (PredictConfig keys)"),
     overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
 ) -> None:
@@ -250,6 +253,7 @@ def predict(
     extra += ["plot=true"] if plot else []
     extra += [f"fallback={fallback}"] if fallback else []
     extra += [f"tile_size={tile_size}"] if tile_size is not None else []
+    extra += [f"input_time_step_s={input_time_step}"] if input_time_step is not None else []
     try:
         cfg = load_config(PredictConfig, config, extra)
         check_out_path(out)
@@ -306,8 +310,8 @@ def _raw_window(folder: Path, loaded, cfg, until, reader_format: str):
                                   f"checkpoint's pixel_size_m {target:g} m (not a whole multiple)") from None
         return Scan(scan.time, plan.apply(scan.rain_rate), plan.target, scan.source)
 
-    return raw_window(folder, read, loaded.time_step_s, loaded.cfg.num_input_frames, until, time_from_name,
-                      cfg.tolerance_s)
+    step = cfg.input_time_step_s or loaded.time_step_s  # the files' own step where the user gave it
+    return raw_window(folder, read, step, loaded.cfg.num_input_frames, until, time_from_name, cfg.tolerance_s)
 
 
 @app.command()
@@ -323,6 +327,7 @@ def evaluate(
     max_starts: Optional[int] = typer.Option(None, min=1, help="score at most this many starts"),
     tile_size: Optional[int] = typer.Option(None, min=8, help="run the model in square tiles of this side"),
     precision: str = typer.Option("auto", help="auto (bfloat16 where the CPU has it natively), float32 or bfloat16"),
+    input_time_step: Optional[int] = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
 ) -> None:
     """Score the model against persistence and optical-flow extrapolation over a store, per lead time."""
     from nowcast.config import validate
@@ -342,7 +347,8 @@ def evaluate(
         times = {"start": parse_time(start, "--start"), "end": parse_time(end, "--end")}
         loaded = load_model(resolve_checkpoint(checkpoint))
         reader = StoreReader(str(store))
-        check_data_facts(loaded, reader.grid.pixel_size, reader.layout.time_step_s, reader.grid.crs, reader.path)
+        check_data_facts(loaded, reader.grid.pixel_size, reader.layout.time_step_s, reader.grid.crs, reader.path,
+                         input_time_step)
         n_leads = leads or loaded.cfg.num_output_frames
         if n_leads > loaded.cfg.num_output_frames:
             raise typer.BadParameter(f"the model forecasts {loaded.cfg.num_output_frames} lead times",

@@ -48,3 +48,7 @@ def test_evaluate_checks_the_checkpoint_against_the_store(store, tmp_path):
                  "--baselines", "persistence,nope")
     assert bad.exit_code != 0 and "available: extrapolation, persistence" in bad.output
     assert not (tmp_path / "s").exists()
+    stated = invoke("evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", tmp_path / "s", "--leads", "2",
+                    "--max-starts", "2", "--input-time-step", "300")
+    assert stated.exit_code == 0, stated.output
+    assert json.loads((tmp_path / "s" / "scores.json").read_text())["lead_minutes"] == [5, 10]

@@ -138,6 +138,22 @@ def test_checkpoint_mismatch_names_both_values(store, tmp_path, facts, expected)
     assert done.exit_code == 2 and expected[1] in done.output and not (tmp_path / "f.nc").exists()
 
 
+def test_a_model_runs_at_the_stated_input_step(store, tmp_path):
+    """A 10-minute model on the 5-minute store: only when the user states the store's step, and that exactly."""
+    ckpt = write_checkpoint(tmp_path / "m10.pt", time_step_s=600)
+    refused = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc")
+    assert refused.exit_code == 2 and "--input-time-step 300" in refused.output
+    wrong = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc",
+                   "--input-time-step", "360")
+    assert wrong.exit_code == 2 and "300 s, not the 360 s" in wrong.output and not (tmp_path / "f.nc").exists()
+    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc", "--leads", "2",
+                  "--input-time-step", "300")
+    assert done.exit_code == 0, done.output
+    ds = xr.open_dataset(tmp_path / "f.nc")
+    np.testing.assert_allclose(ds["lead_time"].values, [5, 10])  # minutes: the input's steps, not the model's
+    assert ds.attrs["time_step_s"] == 300
+
+
 class _WouldTouch:
     """Unpickling this (without weights_only) would create a file: proof that code ran."""
 

@@ -70,3 +70,23 @@ def test_raw_gap_names_the_missing_file_time(tmp_path):
     ok = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", tmp_path / "f.nc",
                 "--time", str(START + 2 * STEP))
     assert ok.exit_code == 0, ok.output
+
+
+def test_files_at_another_step_need_the_step_stated(tmp_path):
+    """6-minute files and a 5-minute model: refused with the fix named; with it, leads are 6 minutes apart."""
+    folder = tmp_path / "radar6"
+    write_archive(folder, 5, shape=(32, 40), step_min=6)
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    out = tmp_path / "f.nc"
+    refused = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", out)
+    assert refused.exit_code == 2 and "360 s apart" in refused.output and "--input-time-step 360" in refused.output
+    assert not out.exists()
+    done = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", out, "--leads", "2",
+                  "--input-time-step", "360")
+    assert done.exit_code == 0, done.output
+    assert "trained at 300 s steps" in done.output
+    ds = xr.open_dataset(out)
+    six = np.timedelta64(360, "s")
+    assert ds["forecast_reference_time"].values.astype("datetime64[s]") == START + 4 * six
+    np.testing.assert_array_equal(ds["time"].values.astype("datetime64[s]"), START + six * np.array([5, 6]))
+    assert ds.attrs["time_step_s"] == 360

@@ -22,6 +22,9 @@ class PredictConfig(Section):
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
     fallback: Literal["none", "extrapolation"] = "none"  # what to do when input frames are missing
     tolerance_s: float = Field(60.0, ge=0)  # raw files: how far a scan time may be from a step
+    # the input's time step when it is not the model's: the model then steps at it, one lead per input step
+    # (None: the input must be at the model's step; skill at other steps: see the model card)
+    input_time_step_s: int | None = Field(None, ge=1)
     plot: bool = False  # a PNG panel and a GIF beside the output
 
     def forecast_options(self) -> dict:

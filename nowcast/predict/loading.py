@@ -80,8 +80,12 @@ def load_model(path: str | Path) -> LoadedModel:
 
 
 def check_data_facts(loaded: LoadedModel, pixel_size_m: float, time_step_s: int, crs: str | None = None,
-                     source: str = "input") -> None:
+                     source: str = "input", input_time_step_s: int | None = None) -> None:
     """Stop when the input's pixel size or time step differs from what the model was trained on.
+
+    A different time step is accepted when the user states it (``input_time_step_s``): the model
+    then steps at the input's pace. Motion comes from the input frames, so it scales with the
+    step; what the network learned per step (growth, decay, blur) does not, hence the warning.
 
     Args:
         loaded: the model.
@@ -89,6 +93,7 @@ def check_data_facts(loaded: LoadedModel, pixel_size_m: float, time_step_s: int,
         time_step_s: the input's time step.
         crs: the input's CRS (a different one is only warned about).
         source: the input, for the message.
+        input_time_step_s: the time step the user says the input has, to run the model at it.
 
     Raises:
         CheckpointError: naming both values of what differs.
@@ -97,8 +102,18 @@ def check_data_facts(loaded: LoadedModel, pixel_size_m: float, time_step_s: int,
     if loaded.pixel_size_m is not None and not math.isclose(loaded.pixel_size_m, pixel_size_m, rel_tol=1e-6,
                                                             abs_tol=0.5):
         problems.append(f"pixel_size_m: checkpoint {loaded.pixel_size_m:g} m, input {pixel_size_m:g} m")
-    if loaded.time_step_s is not None and loaded.time_step_s != int(time_step_s):
-        problems.append(f"time_step_s: checkpoint {loaded.time_step_s} s, input {int(time_step_s)} s")
+    step = int(time_step_s)
+    if input_time_step_s is not None and input_time_step_s != step:
+        raise CheckpointError(f"{source} has a time step of {step} s, not the {input_time_step_s} s given as "
+                              f"the input's time step")
+    if loaded.time_step_s is not None and loaded.time_step_s != step:
+        if input_time_step_s is None:
+            problems.append(f"time_step_s: checkpoint {loaded.time_step_s} s, input {step} s (to run this model at "
+                            f"the input's step anyway, pass --input-time-step {step})")
+        else:
+            log.warning("%s was trained at %d s steps and now runs at %s's %d s: each lead is %d s; the skill "
+                        "it learned per step is only approximately right at this one", loaded.path,
+                        loaded.time_step_s, source, step, step)
     if problems:
         raise CheckpointError(f"{loaded.path} does not match {source}: " + "; ".join(problems)
                               + ". Use a checkpoint trained on this resolution, or ingest the input at it")

@@ -89,7 +89,8 @@ def make_forecast(loaded: LoadedModel, window: Window, cfg: PredictConfig) -> Fo
         ConfigError: more leads asked than the model makes.
     """
     frames = window.frames
-    check_data_facts(loaded, frames.grid.pixel_size, frames.time_step_s, frames.grid.crs, frames.source)
+    check_data_facts(loaded, frames.grid.pixel_size, frames.time_step_s, frames.grid.crs, frames.source,
+                     cfg.input_time_step_s)
     n_leads = _leads(loaded, cfg)
     if len(frames) != loaded.cfg.num_input_frames:
         raise MissingFramesError(f"{frames.source}: {len(frames)} input frames, the model needs "
