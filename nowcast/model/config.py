@@ -18,6 +18,11 @@ class MotionConfig(Section):
     iterations: int = Field(2, ge=1)  # warp-and-solve rounds per level
     spread_sigma_px: float = Field(24.0, gt=0)  # smoothing of the confident flow, full-resolution pixels
     ridge: float = Field(1e-3, gt=0)  # Tikhonov term: no texture -> no motion update, not a division by zero
+    min_level_px: int = Field(32, ge=2)  # no level coarser than this many pixels across (small domains, crops)
+    # 2: central-difference gradients, warps padded with the edge value. 1: the first release's
+    # solve (gradients over a 4-pixel span at twice their size, so each round moved half-way;
+    # zero-padded warps), kept so that checkpoints trained with it forecast as they were trained
+    solver: int = Field(2, ge=1, le=2)
 
 
 class ModelConfig(Section):
@@ -70,10 +75,13 @@ class ModelConfig(Section):
         """The config recorded in a checkpoint.
 
         ``advection`` and ``heavy_tail_mmh`` missing: off, as before they existed. ``motion`` and
-        ``smoothing_sigmas_px`` missing: today's defaults, which every checkpoint that loads was
-        trained with (those of the earlier correction layout do not load at all).
+        ``smoothing_sigmas_px`` missing: the defaults of their first release, which every
+        checkpoint that loads was trained with (those of the earlier correction layout do not load
+        at all); within ``motion``, a missing ``solver`` or ``min_level_px`` means the first
+        solver (1) and levels down to 4 pixels across.
         """
-        return cls.model_validate({"advection": False, "heavy_tail_mmh": None, **saved})
+        motion = {"solver": 1, "min_level_px": 4, **saved.get("motion", {})}
+        return cls.model_validate({"advection": False, "heavy_tail_mmh": None, **saved, "motion": motion})
 
     @property
     def multiple(self) -> int:
