@@ -11,7 +11,7 @@ DATA   ?=
 .PHONY: setup test test-fast demo bench clean help
 
 help:
-	@echo "make setup | test | test-fast | demo [DATA=dir] | bench | clean"
+	@echo "make setup | test | test-fast | demo [DATA=dir [INPUT_TIME_STEP=s]] | bench | clean"
 
 setup: $(STAMP)
 
@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 demo: $(STAMP)
-	$(BIN)/nowcast demo $(if $(DATA),--data $(DATA),)
+	$(BIN)/nowcast demo $(if $(DATA),--data $(DATA),) $(if $(INPUT_TIME_STEP),--input-time-step $(INPUT_TIME_STEP),)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -372,12 +372,13 @@ def evaluate(
 def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where the demo writes everything"),
     data: Optional[Path] = typer.Option(None, help="a folder of your radar files: forecast them with the shipped model"),
+    input_time_step: Optional[int] = typer.Option(None, min=1, help="with --data: " + INPUT_TIME_STEP_HELP),
 ) -> None:
     """The whole chain on a generated radar archive: synth, ingest, train, forecast, evaluate."""
     from nowcast.demo import run_demo
 
     try:
-        written = run_demo(out_dir, data)
+        written = run_demo(out_dir, data, input_time_step)
     except NowcastError as e:
         fail(e)
     log.info("demo finished; look at:")

@@ -44,15 +44,19 @@ def _held_out_start(store_path: Path, fraction: float = 0.8) -> str:
     return str(valid_times[int(fraction * len(valid_times))])
 
 
-def run_demo(out_dir: Path, data: Path | None = None) -> dict[str, Path]:
-    """Run the demo into ``out_dir``; returns what it wrote, by kind."""
+def run_demo(out_dir: Path, data: Path | None = None, input_time_step_s: int | None = None) -> dict[str, Path]:
+    """Run the demo into ``out_dir``; returns what it wrote, by kind.
+
+    With ``data``, ``input_time_step_s`` runs the shipped model at those files' own time step.
+    """
     for name, path in DEMO_CONFIGS.items():
         if not path.is_file():
             raise NowcastError(f"{path} not found: run the demo from the repository's top folder (`make demo`)")
     out_dir.mkdir(parents=True, exist_ok=True)
     forecast = out_dir / "forecast.nc"
     if data is not None:
-        _nowcast("forecast your files", ["predict", "--input", str(data), "--out", str(forecast), "--plot"])
+        step = ["--input-time-step", str(input_time_step_s)] if input_time_step_s else []
+        _nowcast("forecast your files", ["predict", "--input", str(data), "--out", str(forecast), "--plot", *step])
         return {"forecast": forecast, "panel": forecast.with_suffix(".png"), "animation": forecast.with_suffix(".gif")}
 
     archive, store = out_dir / "archive", out_dir / "store.zarr"

@@ -90,3 +90,17 @@ def test_files_at_another_step_need_the_step_stated(tmp_path):
     assert ds["forecast_reference_time"].values.astype("datetime64[s]") == START + 4 * six
     np.testing.assert_array_equal(ds["time"].values.astype("datetime64[s]"), START + six * np.array([5, 6]))
     assert ds.attrs["time_step_s"] == 360
+
+
+def test_demo_forecasts_files_at_another_step_with_the_shipped_model(tmp_path):
+    """`make demo DATA=... INPUT_TIME_STEP=360`: the user's 6-minute files, through the real CLI."""
+    folder = tmp_path / "radar6"
+    write_archive(folder, 5, shape=(32, 40), step_min=6)
+    out = tmp_path / "demo"
+    refused = invoke("demo", "--data", folder, "--out", out)
+    assert refused.exit_code != 0 and not (out / "forecast.nc").exists()
+    done = invoke("demo", "--data", folder, "--out", out, "--input-time-step", "360")
+    assert done.exit_code == 0, done.output
+    ds = xr.open_dataset(out / "forecast.nc")
+    assert ds.attrs["time_step_s"] == 360 and ds.sizes["time"] == 12
+    assert (out / "forecast.png").is_file() and (out / "forecast.gif").is_file()
