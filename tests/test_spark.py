@@ -6,11 +6,13 @@ The slow tests share one local[2] SparkContext for the module: a start costs ~10
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
+import py4j.java_gateway
 import pytest
 import xarray as xr
 from pyspark import cloudpickle
@@ -22,6 +24,7 @@ from nowcast.ingest import manifest
 from nowcast.ingest.config import EngineConfig, IngestConfig
 from nowcast.ingest.engines import open_engine
 from nowcast.ingest.run import run_ingest
+from nowcast.logs import setup_logging
 from tests.cf_archive import write_archive
 from tests.clusters import free_port
 
@@ -192,3 +195,16 @@ def test_spark_and_dask_write_the_same_store(tmp_path, spark_engine):
         return {Path(p).name: (r.status, r.index) for p, r in manifest.read_manifest(str(path)).items()}
     assert statuses(stores["spark"]) == statuses(stores["dask"])
     assert "spark" in store.open_group(str(stores["spark"])).attrs["ingest_config"]
+
+
+def test_py4j_retry_chatter_is_dropped_but_its_warnings_kept():
+    """py4j logs its connection retries on the root logger, where its own logger's level has no say."""
+    setup_logging()
+    handler = logging.getLogger().handlers[0]
+
+    def record(level: int, path: str) -> logging.LogRecord:
+        return logging.LogRecord("root", level, path, 1056, "Exception while sending command.", None, None)
+
+    assert not handler.filter(record(logging.INFO, py4j.java_gateway.__file__))
+    assert handler.filter(record(logging.WARNING, py4j.java_gateway.__file__))
+    assert handler.filter(record(logging.INFO, __file__))
