@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from nowcast.model.config import ModelConfig
 from nowcast.model.blur import gaussian_blurs
+from nowcast.model.config import ModelConfig
 from nowcast.model.motion import advect, estimate_motion
 from nowcast.model.tail import keep_heavy_tail
 from nowcast.model.transform import rain_to_z, z_to_rain

@@ -17,12 +17,12 @@ field back ``k`` steps (pysteps' backward semi-Lagrangian scheme), so leads do n
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
 from nowcast.model.blur import gaussian_blur
 from nowcast.model.config import MotionConfig
+
 
 def _base_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     """(1, 2, H, W) pixel coordinates (x, y)."""
