@@ -20,6 +20,7 @@ from rich.progress import track
 from nowcast.errors import MissingFramesError
 from nowcast.store import StoreReader
 from nowcast.verify.metrics import ScoreAccumulator
+from nowcast.verify.uncertainty import compare
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class EvaluationResult:
     last_init_time: str | None
     methods: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> score -> per lead
     store: str = ""
+    # the first method against each other one: differences with bootstrap intervals (uncertainty.py)
+    comparisons: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,7 +118,8 @@ def evaluate(store: StoreReader, forecasters: dict[str, Forecaster], num_input_f
         common_mask: score every method on the pixels where all methods (and the observation) have data.
 
     Returns:
-        The scores of every method per lead time, and what was scored.
+        The scores of every method per lead time, what was scored, and the first method's
+        differences from every other with bootstrap intervals over the starts.
 
     Raises:
         MissingFramesError: no start in the range has a whole valid window.
@@ -135,6 +139,7 @@ def evaluate(store: StoreReader, forecasters: dict[str, Forecaster], num_input_f
              selection.starts.size, selection.n_skipped_gap, store.path, ", ".join(forecasters))
     pixel_size_m, step_s = store.grid.pixel_size, store.layout.time_step_s
     accumulators = {name: ScoreAccumulator(n_leads, pixel_size_m) for name in forecasters}
+    per_start: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in forecasters}  # for the intervals
     for s in track(selection.starts, description="evaluating", total=len(selection.starts)):
         window = store.read(int(s) - num_input_frames + 1, int(s) + n_leads + 1)  # (T_in + n_leads, H, W)
         frames, obs = window[:num_input_frames], window[num_input_frames:]
@@ -146,8 +151,13 @@ def evaluate(store: StoreReader, forecasters: dict[str, Forecaster], num_input_f
             for forecast in forecasts.values():
                 exclude |= ~np.isfinite(forecast)
         for name, forecast in forecasts.items():
-            accumulators[name].add(forecast, obs, exclude)
+            this_start = ScoreAccumulator(n_leads, pixel_size_m)
+            this_start.add(forecast, obs, exclude)
+            accumulators[name].merge(this_start)
+            per_start[name].append(this_start.sums)
     times = store.times[selection.starts]
+    reference = next(iter(forecasters))
+    comparisons = compare(accumulators[reference], per_start, reference, n_leads, stride) if len(forecasters) > 1 else {}
     return EvaluationResult(
         lead_minutes=[(k + 1) * step_s / 60 for k in range(n_leads)],
         num_input_frames=num_input_frames,
@@ -159,4 +169,5 @@ def evaluate(store: StoreReader, forecasters: dict[str, Forecaster], num_input_f
         last_init_time=str(times[-1]),
         methods={name: acc.result() for name, acc in accumulators.items()},
         store=store.path,
+        comparisons=comparisons,
     )

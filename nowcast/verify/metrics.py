@@ -200,23 +200,27 @@ class ScoreAccumulator:
             and ``mean_obs`` (mm/h), ``frac_forecast_gt5``/``frac_obs_gt5`` (fraction of pixels
             above the heavy-rain rate), ``n_pixels`` and ``n_forecasts``.
         """
-        s = self.sums
+        scores = {name: [float(v) for v in values] for name, values in self.scores_from(self.sums).items()}
+        scores["n_pixels"] = [int(v) for v in self.sums["n_pixels"]]
+        scores["n_forecasts"] = [int(v) for v in self.sums["n_forecasts"]]
+        return scores
+
+    def scores_from(self, sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The scores of ``result`` from sums shaped like ``self.sums`` with any leading axes
+        (e.g. one row per bootstrap resample); lead time stays the last axis."""
         out: dict[str, np.ndarray] = {}
-        cat = categorical_scores(s["hits"], s["misses"], s["false_alarms"])
+        cat = categorical_scores(sums["hits"], sums["misses"], sums["false_alarms"])  # (..., thresholds, leads)
         for k, thr in enumerate(self.thresholds):
             for name, values in cat.items():
-                out[f"{name}@{threshold_label(thr)}"] = values[k]
+                out[f"{name}@{threshold_label(thr)}"] = values[..., k, :]
         out[f"FSS@{threshold_label(self.fss_threshold)}"] = fss_from_sums(
-            s["fss_sum_fct_sq"], s["fss_sum_fct_obs"], s["fss_sum_obs_sq"])
-        n = s["n_pixels"]
-        out["MAE"] = _ratio(s["sum_abs_error"], n)
-        out["bias"] = _ratio(s["sum_error"], n)
-        out["mean_forecast"] = _ratio(s["sum_forecast"], n)
-        out["mean_obs"] = _ratio(s["sum_obs"], n)
+            sums["fss_sum_fct_sq"], sums["fss_sum_fct_obs"], sums["fss_sum_obs_sq"])
+        n = sums["n_pixels"]
+        out["MAE"] = _ratio(sums["sum_abs_error"], n)
+        out["bias"] = _ratio(sums["sum_error"], n)
+        out["mean_forecast"] = _ratio(sums["sum_forecast"], n)
+        out["mean_obs"] = _ratio(sums["sum_obs"], n)
         heavy = threshold_label(self.heavy_rain)
-        out[f"frac_forecast_gt{heavy}"] = _ratio(s["n_forecast_heavy"], n)
-        out[f"frac_obs_gt{heavy}"] = _ratio(s["n_obs_heavy"], n)
-        scores = {name: [float(v) for v in values] for name, values in out.items()}
-        scores["n_pixels"] = [int(v) for v in n]
-        scores["n_forecasts"] = [int(v) for v in s["n_forecasts"]]
-        return scores
+        out[f"frac_forecast_gt{heavy}"] = _ratio(sums["n_forecast_heavy"], n)
+        out[f"frac_obs_gt{heavy}"] = _ratio(sums["n_obs_heavy"], n)
+        return out

@@ -57,8 +57,40 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
+def _difference(entry: dict, k: int, decimals: int) -> str:
+    difference, low, high = entry["difference"][k], entry["low"][k], entry["high"][k]
+    if difference is None or not math.isfinite(difference):
+        return "n/a"
+    interval = "" if low is None or not math.isfinite(low) else f" [{low:+.{decimals}f}, {high:+.{decimals}f}]"
+    return f"{difference:+.{decimals}f}{interval} ({entry['better_starts'][k]}/{entry['scored_starts'][k]})"
+
+
+def comparison_markdown(result: EvaluationResult, scores: tuple[str, ...] = TABLE_SCORES) -> list[str]:
+    """One table per compared method: the first method's differences from it, with intervals."""
+    if not result.comparisons:
+        return []
+    reference = next(iter(result.methods))
+    lines = []
+    for other, entry in result.comparisons.items():
+        shown = [score for score in scores if score in entry]
+        lines += ["", f"## {reference} against {other}", "",
+                  f"{reference} minus {other}, with a {entry['level']:.0%} bootstrap interval over the starts "
+                  f"(blocks of {entry['block']} consecutive starts, as neighbours share observed frames: "
+                  f"{entry['independent_windows']:.1f} independent windows) and, in brackets after it, in how "
+                  f"many starts {reference} alone scored better. MAE: below zero is better.",
+                  ]
+        if entry["independent_windows"] < 5:
+            lines += ["", "Fewer than 5 independent windows: the intervals show the spread within this "
+                          "period, not between events, and are too narrow for a verdict."]
+        lines += ["", "| lead (min) | " + " | ".join(shown) + " |", "|---:|" + "---:|" * len(shown)]
+        for k, lead in enumerate(result.lead_minutes):
+            row = [_difference(entry[score], k, 4 if score == "MAE" else 3) for score in shown]
+            lines.append(f"| {lead:g} | " + " | ".join(row) + " |")
+    return lines
+
+
 def markdown(result: EvaluationResult, scores: tuple[str, ...] = TABLE_SCORES) -> str:
-    """One table per score: lead-time rows, method columns."""
+    """One table per score: lead-time rows, method columns; then the first method against the others."""
     methods = list(result.methods)
     lines = [
         "# Verification",
@@ -75,6 +107,7 @@ def markdown(result: EvaluationResult, scores: tuple[str, ...] = TABLE_SCORES) -
         for k, lead in enumerate(result.lead_minutes):
             row = [_fmt(result.methods[m].get(score, missing)[k]) for m in methods]
             lines.append(f"| {lead:g} | " + " | ".join(row) + " |")
+    lines += comparison_markdown(result, scores)
     return "\n".join(lines) + "\n"
 
 
