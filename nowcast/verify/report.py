@@ -15,6 +15,7 @@ from nowcast.verify.evaluate import EvaluationResult
 
 TABLE_SCORES = ("CSI@1", "CSI@5", "FSS@1", "MAE")  # the compact Markdown summary
 PLOT_SCORES = ("CSI@0.5", "CSI@1", "CSI@5", "CSI@10", "POD@1", "FAR@1", "FSS@1", "MAE", "bias")
+PLOT_DIFFERENCES = ("CSI@1", "MAE")  # the first method minus the others, with their intervals
 HIGHER_IS_BETTER = {"CSI", "POD", "FSS"}
 
 
@@ -129,8 +130,9 @@ def write_markdown(result: EvaluationResult, path: str | Path, scores: tuple[str
 def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, ...] = PLOT_SCORES) -> Path:
     """A grid of score-against-lead plots, one line per method, plus mean intensity and heavy-rain fraction.
 
-    The last two panels show forecast (solid) against observed (dashed) mean rain rate and fraction
-    of pixels above 5 mm/h: a forecast that blurs with lead time loses its heavy rain there.
+    Two panels show forecast (solid) against observed (dashed) mean rain rate and fraction
+    of pixels above 5 mm/h: a forecast that blurs with lead time loses its heavy rain there. The
+    last ones show the first method minus each other one, shaded over the bootstrap interval.
 
     Args:
         result: what ``evaluate`` returned.
@@ -146,7 +148,9 @@ def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, .
     # forecast-against-observed panels: title -> (forecast key, observed key)
     paired = {"mean rain rate (mm/h)": ("mean_forecast", "mean_obs"),
               "fraction > 5 mm/h": ("frac_forecast_gt5", "frac_obs_gt5")}
-    panels = list(scores) + list(paired)
+    reference = next(iter(result.methods))
+    differences = {f"{reference} minus others: {score}": score for score in PLOT_DIFFERENCES if result.comparisons}
+    panels = list(scores) + list(paired) + list(differences)
     ncols = 4
     nrows = -(-len(panels) // ncols)
     fig = Figure(figsize=(4 * ncols, 3 * nrows), layout="constrained")
@@ -154,7 +158,12 @@ def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, .
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     leads = result.lead_minutes
     missing = [math.nan] * len(leads)
+    colours = {method: f"C{i}" for i, method in enumerate(result.methods)}
     for ax, panel in zip(axes, panels):
+        if panel in differences:
+            _plot_differences(ax, result, differences[panel], colours)
+            ax.set_title(panel)
+            continue
         for i, (method, values) in enumerate(result.methods.items()):
             key = paired[panel][0] if panel in paired else panel
             ax.plot(leads, values.get(key, missing), marker="o", ms=3, color=f"C{i}", label=method)
@@ -178,6 +187,19 @@ def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, .
     axes[0].legend(fontsize="small")
     fig.suptitle(f"{result.n_starts} forecasts, {result.first_init_time} to {result.last_init_time}")
     return _atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=100))
+
+
+def _plot_differences(ax: Any, result: EvaluationResult, score: str, colours: dict[str, str]) -> None:
+    """One line per compared method, shaded over its interval, and the zero line."""
+    leads = result.lead_minutes
+    for other, entry in result.comparisons.items():
+        values = {key: [math.nan if x is None else x for x in entry[score][key]] for key in ("difference", "low", "high")}
+        ax.plot(leads, values["difference"], marker="o", ms=3, color=colours[other], label=f"vs {other}")
+        ax.fill_between(leads, values["low"], values["high"], color=colours[other], alpha=0.2)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("lead time (min)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small")
 
 
 def write_reports(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
