@@ -36,7 +36,7 @@ def test_loads_with_weights_only_and_is_small(shipped):
     assert cfg.num_output_frames >= 12  # 60 min at 5 min
 
 
-def test_records_the_data_it_was_trained_for(shipped):
+def test_records_the_data_it_was_trained_for(shipped, caplog):
     config = load_checkpoint(shipped)["config"]
     assert config["pixel_size_m"] == pytest.approx(1000.0)
     assert config["time_step_s"] == 300
@@ -45,6 +45,10 @@ def test_records_the_data_it_was_trained_for(shipped):
     check_data_facts(loaded, 1000.0, 300)  # fits 1 km / 5 min
     with pytest.raises(CheckpointError, match="pixel_size_m"):
         check_data_facts(loaded, 2000.0, 300)
+    with caplog.at_level("INFO"):  # another projection at the same pixel size: noted, not warned about
+        check_data_facts(loaded, 1000.0, 300, crs="+proj=aea +lat_1=-18 +lat_2=-36 +lon_0=132 +units=m")
+    assert "the input has '+proj=aea" in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 @pytest.mark.slow

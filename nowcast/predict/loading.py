@@ -91,7 +91,8 @@ def check_data_facts(loaded: LoadedModel, pixel_size_m: float, time_step_s: int,
         loaded: the model.
         pixel_size_m: the input's pixel size.
         time_step_s: the input's time step.
-        crs: the input's CRS (a different one is only warned about).
+        crs: the input's CRS (a different one is only logged: the network is convolutional, so
+            the grid's projection does not matter as long as its pixel size and step do).
         source: the input, for the message.
         input_time_step_s: the time step the user says the input has, to run the model at it.
 
@@ -121,4 +122,5 @@ def check_data_facts(loaded: LoadedModel, pixel_size_m: float, time_step_s: int,
         log.warning("%s records no pixel_size_m/time_step_s; cannot check it fits %s", loaded.path, source)
     trained_crs = loaded.config.get("crs")
     if crs is not None and trained_crs and str(trained_crs).strip() != crs.strip():
-        log.warning("%s was trained on CRS %r, the input has %r", loaded.path, trained_crs, crs)
+        log.info("%s was trained on CRS %r, the input has %r: fine for a convolutional model at the same "
+                 "pixel size", loaded.path, trained_crs, crs)
