@@ -50,11 +50,9 @@ def resample_weights(n_starts: int, block: int, n_resamples: int, rng: np.random
     return weights
 
 
-def _resampled_scores(template: ScoreAccumulator, per_start: list[dict[str, np.ndarray]],
-                      weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Scores (n_resamples, ..., leads) of one method from its per-start sums and the draw counts."""
-    sums = {key: np.tensordot(weights, np.stack([s[key] for s in per_start]), axes=1) for key in per_start[0]}
-    return template.scores_from(sums)
+def _stacked(per_start: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One method's per-start sums as arrays with a leading start axis."""
+    return {key: np.stack([sums[key] for sums in per_start]) for key in per_start[0]}
 
 
 def compare(template: ScoreAccumulator, per_start: dict[str, list[dict[str, np.ndarray]]], reference: str,
@@ -82,20 +80,19 @@ def compare(template: ScoreAccumulator, per_start: dict[str, list[dict[str, np.n
     n_starts = len(per_start[reference])
     block = block_length(n_starts, n_leads, stride)
     weights = resample_weights(n_starts, block, n_resamples, np.random.default_rng(seed))
-    observed = {m: template.scores_from({k: np.sum([s[k] for s in starts], axis=0) for k in starts[0]})
-                for m, starts in per_start.items()}
-    single = {m: template.scores_from({k: np.stack([s[k] for s in starts]) for k in starts[0]})
-              for m, starts in per_start.items()}  # each start on its own: (n_starts, leads)
-    resampled_reference = _resampled_scores(template, per_start[reference], weights)
+    stacked = {method: _stacked(starts) for method, starts in per_start.items()}
+    observed = {m: template.scores_from({k: v.sum(axis=0) for k, v in sums.items()}) for m, sums in stacked.items()}
+    single = {m: template.scores_from(sums) for m, sums in stacked.items()}  # each start on its own: (n_starts, leads)
+    resampled = {m: template.scores_from({k: np.tensordot(weights, v, axes=1) for k, v in sums.items()})
+                 for m, sums in stacked.items()}  # (n_resamples, leads)
     tail = (1 - level) / 2
     out = {}
     for other in per_start:
         if other == reference:
             continue
-        resampled_other = _resampled_scores(template, per_start[other], weights)
         entry: dict = {"block": block, "independent_windows": n_starts / block, "level": level}
         for score in scores:
-            spread = resampled_reference[score] - resampled_other[score]  # (R, leads)
+            spread = resampled[reference][score] - resampled[other][score]  # (R, leads)
             low, high = np.full(n_leads, np.nan), np.full(n_leads, np.nan)
             for lead in range(n_leads):
                 finite = spread[:, lead][np.isfinite(spread[:, lead])]
