@@ -1,4 +1,5 @@
-"""Fine-tuning: run.init_from starts a run from another run's weights, and only from the same model."""
+"""Fine-tuning: run.init_from starts a run from another run's weights, and only from the same model
+(its settings without weights, motion and heavy tail, may change)."""
 
 import pytest
 import torch
@@ -42,3 +43,12 @@ def test_init_from_loads_the_weights_then_trains_from_step_zero(tmp_path):
                    model={"hidden_channels": [4, 4]})
     with pytest.raises(ConfigError, match="run.init_from"):
         train(wrong)
+
+    # the motion has no weights: fine-tuning may estimate it otherwise, and the checkpoint records the new one
+    other_motion = {"motion": {"solver": 1, "min_level_px": 4, "window_sigma": 5.0}, "heavy_tail_mmh": None}
+    train(config(store, tmp_path, "motion", 1, lr=1e-9, init_from=str(tmp_path / "pre" / "last.pt"),
+                 model=other_motion))
+    tuned = load_checkpoint(tmp_path / "motion" / "last.pt")
+    assert tuned["config"]["model"]["motion"]["window_sigma"] == 5.0 and tuned["config"]["model"]["heavy_tail_mmh"] is None
+    for key, value in pre["model"].items():
+        torch.testing.assert_close(tuned["model"][key], value, rtol=0, atol=1e-6)

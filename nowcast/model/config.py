@@ -25,6 +25,11 @@ class MotionConfig(Section):
     solver: int = Field(2, ge=1, le=2)
 
 
+# settings with no weights behind them: fine-tuning may change them (the motion is estimated, the
+# heavy tail applied at inference), everything else must match the weights it starts from
+PARAMETER_FREE = ("motion", "heavy_tail_mmh")
+
+
 class ModelConfig(Section):
     """Shape of the encoder-forecaster and its rain transform.
 

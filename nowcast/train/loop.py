@@ -26,6 +26,7 @@ from nowcast.checkpoint import link_checkpoint, load_checkpoint, rng_state, save
 from nowcast.config import dump_config
 from nowcast.errors import ConfigError, NowcastError
 from nowcast.model import ModelConfig, build_model, z_to_rain
+from nowcast.model.config import PARAMETER_FREE
 from nowcast.store import StoreReader
 from nowcast.train import distributed
 from nowcast.train.config import TrainConfig
@@ -221,12 +222,18 @@ def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int 
             log.info("resuming %s at step %d (epoch %d)", run_dir, step, epoch)
     elif cfg.run.init_from:
         init = load_checkpoint(cfg.run.init_from)
-        if ModelConfig.from_saved(init["config"]["model"]) != cfg.model:
+        saved = ModelConfig.from_saved(init["config"]["model"])
+        free = saved.model_copy(update={k: getattr(cfg.model, k) for k in PARAMETER_FREE})
+        if free != cfg.model:
             raise ConfigError(f"run.init_from: {cfg.run.init_from} holds another model config; fine-tuning "
-                              "keeps the model: copy its model section")
+                              f"keeps the model (only {', '.join(PARAMETER_FREE)} may change): copy its model section")
         model.load_state_dict(init["model"])
         if main:
             log.info("model weights from %s (step %d)", cfg.run.init_from, init["step"])
+            for key in PARAMETER_FREE:
+                if getattr(saved, key) != getattr(cfg.model, key):
+                    log.info("model.%s: %s here, %s in %s (it has no weights, so fine-tuning may change it)",
+                             key, getattr(cfg.model, key), getattr(saved, key), cfg.run.init_from)
     raw_model = model  # checkpoints and validation use the unwrapped module
     if dist.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
