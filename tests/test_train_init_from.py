@@ -49,6 +49,7 @@ def test_init_from_loads_the_weights_then_trains_from_step_zero(tmp_path):
     train(config(store, tmp_path, "motion", 1, lr=1e-9, init_from=str(tmp_path / "pre" / "last.pt"),
                  model=other_motion))
     tuned = load_checkpoint(tmp_path / "motion" / "last.pt")
-    assert tuned["config"]["model"]["motion"]["window_sigma"] == 5.0 and tuned["config"]["model"]["heavy_tail_mmh"] is None
+    saved = tuned["config"]["model"]
+    assert saved["motion"]["window_sigma"] == 5.0 and saved["heavy_tail_mmh"] is None
     for key, value in pre["model"].items():
         torch.testing.assert_close(tuned["model"][key], value, rtol=0, atol=1e-6)

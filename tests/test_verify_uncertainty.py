@@ -58,7 +58,7 @@ def test_compare_pairs_the_starts_and_brackets_the_difference():
     mae = versus_bad["MAE"]
     assert all(low <= d <= high < 0 for d, low, high in zip(mae["difference"], mae["low"], mae["high"]))
     assert mae["better_starts"] == mae["scored_starts"] == [40] * N_LEADS
-    good_mae, bad_mae = _accumulate(good, observations)[0].result()["MAE"], _accumulate(bad, observations)[0].result()["MAE"]
+    good_mae, bad_mae = (_accumulate(f, observations)[0].result()["MAE"] for f in (good, bad))
     np.testing.assert_allclose(mae["difference"], np.subtract(good_mae, bad_mae))
     assert all(high > 0 for high in versus_bad["CSI@1"]["high"])  # fewer false alarms: a higher CSI
 

@@ -157,7 +157,8 @@ def evaluate(store: StoreReader, forecasters: dict[str, Forecaster], num_input_f
             per_start[name].append(this_start.sums)
     times = store.times[selection.starts]
     reference = next(iter(forecasters))
-    comparisons = compare(accumulators[reference], per_start, reference, n_leads, stride) if len(forecasters) > 1 else {}
+    comparisons = {} if len(forecasters) == 1 else compare(accumulators[reference], per_start, reference, n_leads,
+                                                           stride)
     return EvaluationResult(
         lead_minutes=[(k + 1) * step_s / 60 for k in range(n_leads)],
         num_input_frames=num_input_frames,

@@ -77,9 +77,8 @@ def comparison_markdown(result: EvaluationResult, scores: tuple[str, ...] = TABL
         lines += ["", f"## {reference} against {other}", "",
                   f"{reference} minus {other}, with a {entry['level']:.0%} bootstrap interval over the starts "
                   f"(blocks of {entry['block']} consecutive starts, as neighbours share observed frames: "
-                  f"{entry['independent_windows']:.1f} independent windows) and, in brackets after it, in how "
-                  f"many starts {reference} alone scored better. MAE: below zero is better.",
-                  ]
+                  f"{entry['independent_windows']:.1f} independent windows) and, in parentheses, in how "
+                  f"many starts {reference} alone scored better. MAE: below zero is better."]
         if entry["independent_windows"] < 5:
             lines += ["", "Fewer than 5 independent windows: the intervals show the spread within this "
                           "period, not between events, and are too narrow for a verdict."]
@@ -193,7 +192,8 @@ def _plot_differences(ax: Any, result: EvaluationResult, score: str, colours: di
     """One line per compared method, shaded over its interval, and the zero line."""
     leads = result.lead_minutes
     for other, entry in result.comparisons.items():
-        values = {key: [math.nan if x is None else x for x in entry[score][key]] for key in ("difference", "low", "high")}
+        values = {key: [math.nan if x is None else x for x in entry[score][key]]
+                  for key in ("difference", "low", "high")}
         ax.plot(leads, values["difference"], marker="o", ms=3, color=colours[other], label=f"vs {other}")
         ax.fill_between(leads, values["low"], values["high"], color=colours[other], alpha=0.2)
     ax.axhline(0, color="black", lw=0.8)
