@@ -9,6 +9,7 @@ import torch
 
 from nowcast.checkpoint import load_checkpoint, model_from_checkpoint
 from nowcast.config import validate
+from nowcast.model.transform import rain_to_z
 from nowcast.errors import CheckpointError, ConfigError
 from nowcast.store import write_mock_store
 from nowcast.train.config import TrainConfig
@@ -27,6 +28,7 @@ def tiny_config(store, out_dir, **sections):
                   **sections.get("optim", {})},
         "run": {"out_dir": str(out_dir), "name": "t", "log_every": 1, "val_every": 3, "ckpt_every": 3,
                 **sections.get("run", {})},
+        "loss": sections.get("loss", {}),
     }
     return validate(TrainConfig, cfg, "test")
 
@@ -92,6 +94,22 @@ def test_losses_mask_no_data_and_weight_heavy_rain(store, tmp_path):
         get_loss("ssim")
     counts = score_counts(torch.tensor([2.0, 0, 2, 0]).view(1, 4, 1, 1, 1), target[:, :4])
     assert scores(counts)["csi_1mm"] == [0.0, 0.0, 1.0, 0.0]  # false alarm, miss, hit, miss
+
+
+def test_lead_weights_scale_each_leads_share_of_the_loss(store, tmp_path):
+    target = torch.tensor([3.0, 3.0]).view(1, 2, 1, 1, 1)  # the tiny model's two output frames
+    model = tiny_config(store, tmp_path).model
+    wrong_second = torch.zeros_like(target)
+    wrong_second[0, 0] = rain_to_z(target[0, 0], model.dry_threshold_mmh, model.max_rain_mmh)  # right at lead 1 only
+    for name in LOSSES:
+        loss = get_loss(name)
+        plain = loss(wrong_second, target, tiny_config(store, tmp_path))
+        ignored = loss(wrong_second, target, tiny_config(store, tmp_path, loss={"lead_weights": [1.0, 0.0]}))
+        doubled = loss(wrong_second, target, tiny_config(store, tmp_path, loss={"lead_weights": [1.0, 2.0]}))
+        assert plain > 0.1 and ignored == 0
+        torch.testing.assert_close(doubled - ignored, 2 * (plain - ignored))
+    with pytest.raises(ConfigError, match="loss.lead_weights has 3 weights, the model 2 output frames"):
+        tiny_config(store, tmp_path, loss={"lead_weights": [1.0, 1.0, 1.0]})
 
 
 def test_bad_config_values_stop_with_the_key_named(store, tmp_path):

@@ -48,6 +48,9 @@ class LossConfig(Section):
     name: str = "balanced_mse_mae"
     thresholds_mmh: list[float] = [0.5, 2.0, 5.0, 10.0, 30.0]  # HKO-7 (Shi et al. 2017)
     weights: list[float] = [1.0, 1.0, 2.0, 5.0, 10.0, 30.0]  # one more than thresholds
+    # one weight per output frame, or None for all 1: the first leads' errors are the smallest, so
+    # an unweighted loss barely looks at them
+    lead_weights: list[float] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "LossConfig":
@@ -59,6 +62,8 @@ class LossConfig(Section):
             raise ValueError("weights needs exactly one more entry than thresholds_mmh")
         if sorted(self.thresholds_mmh) != self.thresholds_mmh:
             raise ValueError("thresholds_mmh must increase")
+        if self.lead_weights is not None and any(w < 0 for w in self.lead_weights):
+            raise ValueError("lead_weights must not be negative")
         return self
 
 
@@ -71,7 +76,8 @@ class RunConfig(Section):
     ckpt_every: int = Field(500, ge=1)
     keep_last: int = Field(3, ge=1)  # step checkpoints kept, besides last.pt and best.pt
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # fine-tuning: start from this checkpoint's model weights (same model config); the optimizer,
+    # fine-tuning: start from this checkpoint's model weights (same model config, but for the
+    # settings without weights: model.motion, model.heavy_tail_mmh); the optimizer,
     # schedule and step start fresh. Ignored by --resume, which continues the run's own last.pt.
     init_from: str | None = None
 
@@ -89,6 +95,10 @@ class TrainConfig(Section):
         if self.data.crop_size % m:
             raise ValueError(f"data.crop_size {self.data.crop_size} must be divisible by model.multiple {m} "
                              f"(model.stem_stride x model.downsample)")
+        leads = self.loss.lead_weights
+        if leads is not None and len(leads) != self.model.num_output_frames:
+            raise ValueError(f"loss.lead_weights has {len(leads)} weights, the model {self.model.num_output_frames} "
+                             f"output frames")
         if self.data.val_crop_size is not None and self.data.val_crop_size % m:
             raise ValueError(f"data.val_crop_size {self.data.val_crop_size} must be divisible by model.multiple {m}")
         return self

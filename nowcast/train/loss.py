@@ -29,10 +29,15 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, "TrainConfig"], torch.Tensor]
 
 
 def _target(pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prediction and target in z, and each pixel's weight: 0 without data, else its lead's weight
+    (``loss.lead_weights``, 1 by default)."""
     mask = torch.isfinite(target_mmh)  # (B, T, 1, H, W)
     rain = torch.where(mask, target_mmh, 0.0)
     target_z = rain_to_z(rain, cfg.model.dry_threshold_mmh, cfg.model.max_rain_mmh)
-    return pred_z.float(), target_z, mask
+    weight = mask.float()
+    if cfg.loss.lead_weights is not None:
+        weight = weight * torch.tensor(cfg.loss.lead_weights, device=weight.device).view(1, -1, 1, 1, 1)
+    return pred_z.float(), target_z, weight
 
 
 def hko_weights(rain_mmh: torch.Tensor, loss: LossConfig) -> torch.Tensor:
@@ -43,20 +48,20 @@ def hko_weights(rain_mmh: torch.Tensor, loss: LossConfig) -> torch.Tensor:
 
 
 def balanced_mse_mae(pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    pred, target, mask = _target(pred_z, target_mmh, cfg)
-    w = hko_weights(torch.where(mask, target_mmh, 0.0), cfg.loss) * mask
+    pred, target, weight = _target(pred_z, target_mmh, cfg)
+    w = hko_weights(torch.where(weight > 0, target_mmh, 0.0), cfg.loss) * weight
     err = pred - target
-    return (w * (err * err + err.abs())).sum() / mask.numel()
+    return (w * (err * err + err.abs())).sum() / weight.numel()
 
 
 def mse(pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    pred, target, mask = _target(pred_z, target_mmh, cfg)
-    return ((pred - target) ** 2 * mask).sum() / mask.numel()
+    pred, target, weight = _target(pred_z, target_mmh, cfg)
+    return ((pred - target) ** 2 * weight).sum() / weight.numel()
 
 
 def mae(pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    pred, target, mask = _target(pred_z, target_mmh, cfg)
-    return ((pred - target).abs() * mask).sum() / mask.numel()
+    pred, target, weight = _target(pred_z, target_mmh, cfg)
+    return ((pred - target).abs() * weight).sum() / weight.numel()
 
 
 LOSSES: dict[str, LossFn] = {"balanced_mse_mae": balanced_mse_mae, "mse": mse, "mae": mae}
