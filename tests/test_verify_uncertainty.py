@@ -78,6 +78,10 @@ def test_evaluate_reports_the_first_method_against_the_others(tmp_path):
     np.testing.assert_allclose(mae["difference"], np.subtract(extrapolation, persistence))
     assert mae["high"][-1] < 0  # the mock blobs move: extrapolation is better, and surely so by the last lead
     assert mae["scored_starts"] == [result.n_starts] * N_LEADS
+    # neighbouring starts share frames: N_LEADS consecutive starts amount to one independent window
+    assert result.comparisons["persistence"]["independent_windows"] == pytest.approx(result.n_starts / N_LEADS)
+    few = evaluate(store, forecasters, 3, N_LEADS, max_starts=8).comparisons["persistence"]
+    assert few["block"] == 2 and few["independent_windows"] == pytest.approx(8 / N_LEADS)  # 4 blocks, still 2.7 windows
 
     text = markdown(result)
     assert "## extrapolation against persistence" in text

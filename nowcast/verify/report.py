@@ -76,8 +76,9 @@ def comparison_markdown(result: EvaluationResult, scores: tuple[str, ...] = TABL
         shown = [score for score in scores if score in entry]
         lines += ["", f"## {reference} against {other}", "",
                   f"{reference} minus {other}, with a {entry['level']:.0%} bootstrap interval over the starts "
-                  f"(blocks of {entry['block']} consecutive starts, as neighbours share observed frames: "
-                  f"{entry['independent_windows']:.1f} independent windows) and, in parentheses, in how "
+                  f"(blocks of {entry['block']} consecutive starts, as neighbours share observed frames; "
+                  f"the starts amount to {entry['independent_windows']:.1f} windows that share none) and, in "
+                  f"parentheses, in how "
                   f"many starts {reference} alone scored better. MAE: below zero is better."]
         if entry["independent_windows"] < 5:
             lines += ["", "Fewer than 5 independent windows: the intervals show the spread within this "

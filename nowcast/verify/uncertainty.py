@@ -29,11 +29,15 @@ N_RESAMPLES = 2000
 LEVEL = 0.9
 
 
+def overlapping_starts(n_leads: int, stride: int) -> int:
+    """Consecutive starts whose lead windows share observed frames (``stride`` store steps apart)."""
+    return math.ceil(n_leads / stride)
+
+
 def block_length(n_starts: int, n_leads: int, stride: int) -> int:
     """Consecutive starts per bootstrap block: those whose lead windows overlap, at most a
     ``MIN_BLOCKS``-th of the starts, at least 1."""
-    overlapping = math.ceil(n_leads / stride)
-    return max(1, min(overlapping, n_starts // MIN_BLOCKS))
+    return max(1, min(overlapping_starts(n_leads, stride), n_starts // MIN_BLOCKS))
 
 
 def resample_weights(n_starts: int, block: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -72,7 +76,8 @@ def compare(template: ScoreAccumulator, per_start: dict[str, list[dict[str, np.n
         seed: the resampling's seed, so a report is reproducible.
 
     Returns:
-        other method -> {"block": starts per block, "independent_windows": starts / block,
+        other method -> {"block": starts per block, "independent_windows": how many lead windows
+        that share no frame the starts amount to,
         "level": level, score -> {"difference", "low", "high", "better_starts", "scored_starts"}},
         every list one value per lead (NaN where a score is undefined). ``better_starts``: in how
         many starts the reference alone scored better than the other method (for MAE, lower).
@@ -90,7 +95,8 @@ def compare(template: ScoreAccumulator, per_start: dict[str, list[dict[str, np.n
     for other in per_start:
         if other == reference:
             continue
-        entry: dict = {"block": block, "independent_windows": n_starts / block, "level": level}
+        entry: dict = {"block": block, "independent_windows": n_starts / overlapping_starts(n_leads, stride),
+                       "level": level}
         for score in scores:
             spread = resampled[reference][score] - resampled[other][score]  # (R, leads)
             low, high = np.full(n_leads, np.nan), np.full(n_leads, np.nan)
