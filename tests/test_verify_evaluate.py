@@ -90,7 +90,7 @@ def test_reports_written(store, tmp_path):
     text = paths["markdown"].read_text()
     assert text == markdown(result) and "## CSI@1" in text and "## MAE" in text
     assert text.count("| 20 |") == 5  # the last lead row in each of the four tables and the comparison
-    assert "## persistence against never rains" in text and "Fewer than 5 independent windows" in text
+    assert "## persistence against never rains" in text and "Fewer than 5 windows that share no frame" in text
     png = paths["png"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 

@@ -81,7 +81,7 @@ def comparison_markdown(result: EvaluationResult, scores: tuple[str, ...] = TABL
                   f"parentheses, in how "
                   f"many starts {reference} alone scored better. MAE: below zero is better."]
         if entry["independent_windows"] < 5:
-            lines += ["", "Fewer than 5 independent windows: the intervals show the spread within this "
+            lines += ["", "Fewer than 5 windows that share no frame: the intervals show the spread within this "
                           "period, not between events, and are too narrow for a verdict."]
         lines += ["", "| lead (min) | " + " | ".join(shown) + " |", "|---:|" + "---:|" * len(shown)]
         for k, lead in enumerate(result.lead_minutes):
