@@ -164,9 +164,9 @@ def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, .
             _plot_differences(ax, result, differences[panel], colours)
             ax.set_title(panel)
             continue
-        for i, (method, values) in enumerate(result.methods.items()):
+        for method, values in result.methods.items():
             key = paired[panel][0] if panel in paired else panel
-            ax.plot(leads, values.get(key, missing), marker="o", ms=3, color=f"C{i}", label=method)
+            ax.plot(leads, values.get(key, missing), marker="o", ms=3, color=colours[method], label=method)
         if panel in paired:
             # observed values: one black line when all methods were scored on the same pixels
             observed: dict[str, tuple[int, str, list[float]]] = {}
