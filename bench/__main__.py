@@ -40,8 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     table = Table("benchmark", "measurement", "value", "unit", "goal", "ok")
     for row in rows:
         value = row["value"]
-        table.add_row(row["benchmark"], row["name"], f"{value:.4g}" if isinstance(value, float) else str(value),
-                      row.get("unit", ""), str(row.get("goal", "")), {True: "yes", False: "NO"}.get(row.get("ok"), ""))
+        table.add_row(
+            row["benchmark"],
+            row["name"],
+            f"{value:.4g}" if isinstance(value, float) else str(value),
+            row.get("unit", ""),
+            str(row.get("goal", "")),
+            {True: "yes", False: "NO"}.get(row.get("ok"), ""),
+        )
     console.print(table)
     (args.out / "results.json").write_text(json.dumps(rows, indent=2, default=str))
     return 0

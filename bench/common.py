@@ -47,7 +47,7 @@ class PeakMemory:
             self.peak_bytes = max(self.peak_bytes, total)
             time.sleep(self.interval_s)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._thread.start()
         return self
 

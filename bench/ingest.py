@@ -21,11 +21,14 @@ from nowcast.ingest.run import run_ingest
 def _ingest(files: list[Path], store: Path, engine: str, n_workers: int = 1) -> tuple[float, float]:
     """Seconds and peak bytes of one ingest into a fresh store."""
     shutil.rmtree(store, ignore_errors=True)
-    config = validate(IngestConfig, {
-        "source": {"paths": [str(f) for f in files]},
-        "store": {"path": str(store)},
-        "engine": {"name": engine, "n_workers": n_workers},
-    })
+    config = validate(
+        IngestConfig,
+        {
+            "source": {"paths": [str(f) for f in files]},
+            "store": {"path": str(store)},
+            "engine": {"name": engine, "n_workers": n_workers},
+        },
+    )
     with PeakMemory() as memory:
         start = time.perf_counter()
         summary = run_ingest(config, progress=False)
@@ -65,17 +68,35 @@ def run(quick: bool, out_dir: Path) -> list[dict]:
         {"name": f"serial loop, {n_scans} scans of {size}x{size}", "value": n_scans / serial_s, "unit": "scans/s"},
         {"name": "dask 1 worker", "value": n_scans / dask1_s, "unit": "scans/s"},
         {"name": "dask 2 workers", "value": n_scans / dask2_s, "unit": "scans/s"},
-        {"name": "dask overhead at 1 worker vs serial", "value": 100 * overhead, "unit": "%",
-         "goal": "<= 10", "ok": overhead <= 0.10},
+        {
+            "name": "dask overhead at 1 worker vs serial",
+            "value": 100 * overhead,
+            "unit": "%",
+            "goal": "<= 10",
+            "ok": overhead <= 0.10,
+        },
         {"name": "dask local cluster start-up and shut-down (1 worker)", "value": startup1_s, "unit": "s"},
-        {"name": "dask overhead at 1 worker vs serial, start-up excluded", "value": 100 * running_overhead,
-         "unit": "%"},
-        {"name": "dask speed-up at 2 workers vs serial", "value": speedup, "unit": "x",
-         "goal": ">= 1.8", "ok": speedup >= 1.8},
+        {
+            "name": "dask overhead at 1 worker vs serial, start-up excluded",
+            "value": 100 * running_overhead,
+            "unit": "%",
+        },
+        {
+            "name": "dask speed-up at 2 workers vs serial",
+            "value": speedup,
+            "unit": "x",
+            "goal": ">= 1.8",
+            "ok": speedup >= 1.8,
+        },
         {"name": "this machine's ceiling: 2 processes of pure CPU work vs 1", "value": ceiling, "unit": "x"},
         {"name": "dask 2-worker speed-up as a share of that ceiling", "value": speedup / ceiling, "unit": ""},
         {"name": f"peak memory, {n_small} scans (dask 2 workers)", "value": mem_small / 2**20, "unit": "MiB"},
         {"name": f"peak memory, {n_large} scans (dask 2 workers)", "value": mem_large / 2**20, "unit": "MiB"},
-        {"name": f"peak memory growth {n_small} -> {n_large} scans", "value": 100 * growth, "unit": "%",
-         "goal": "<= 10", "ok": growth <= 0.10},
+        {
+            "name": f"peak memory growth {n_small} -> {n_large} scans",
+            "value": 100 * growth,
+            "unit": "%",
+            "goal": "<= 10",
+            "ok": growth <= 0.10,
+        },
     ]

@@ -68,7 +68,7 @@ def moving_rain(size: int, n_frames: int, seed: int = 0) -> np.ndarray:
     for t in range(n_frames):
         for (cy, cx), peak, width in zip(cells, peaks, widths):
             r2 = (yy - cy + 1.0 * t) ** 2 + (xx - cx - 2.0 * t) ** 2
-            frames[t] += peak * np.exp(-r2 / (2 * width ** 2))
+            frames[t] += peak * np.exp(-r2 / (2 * width**2))
     frames[frames < 0.05] = 0
     outside = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 > (0.52 * size) ** 2
     frames[:, outside] = np.nan
@@ -88,11 +88,15 @@ def _peak_memory(cfg, frames: np.ndarray, **options) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "frames.npy"
         np.save(path, frames)
-        done = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, cfg.model_dump_json(), str(path), str(THREADS),
-                               json.dumps(options)],
-                              capture_output=True, text=True, check=True, cwd=ROOT)
+        done = subprocess.run(
+            [sys.executable, "-c", _MEMORY_SCRIPT, cfg.model_dump_json(), str(path), str(THREADS), json.dumps(options)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return (result["peak"] - result["before"]) / 2 ** 20
+    return (result["peak"] - result["before"]) / 2**20
 
 
 def run(quick: bool, out_dir: Path) -> list[dict]:
@@ -114,8 +118,10 @@ def run(quick: bool, out_dir: Path) -> list[dict]:
     extrapolation(frames, N_LEADS)  # warm-up: pysteps' imports
     extrap_s = _timed(lambda: extrapolation(frames, N_LEADS), repeats)
     rows = [{"name": f"pysteps LK + semi-Lagrangian, {N_LEADS} leads, {size}x{size}", "value": extrap_s, "unit": "s"}]
-    variants = [("model (default config, float32)", model, {}),
-                ("model (default config, bfloat16 autocast)", model, {"bfloat16": True})]
+    variants = [
+        ("model (default config, float32)", model, {}),
+        ("model (default config, bfloat16 autocast)", model, {"bfloat16": True}),
+    ]
     cpu_cfg = type(cfg).model_validate({**cfg.model_dump(), **CPU_CONFIG})
     variants.append((f"model (CPU-sized config {CPU_CONFIG}, float32)", build_model(cpu_cfg).eval(), {}))
     from nowcast.predict.config import PredictConfig
@@ -125,20 +131,38 @@ def run(quick: bool, out_dir: Path) -> list[dict]:
         shipped = load_model(default_checkpoint()).model
         variants.append(("shipped model (nowcast/assets/model.pt), float32", shipped, {}))
         auto = PredictConfig().use_bfloat16()  # the default precision of `nowcast predict` on this CPU
-        variants.append((f"shipped model, default precision ({'bfloat16' if auto else 'float32'} here)", shipped,
-                         {"bfloat16": auto}))
+        variants.append(
+            (
+                f"shipped model, default precision ({'bfloat16' if auto else 'float32'} here)",
+                shipped,
+                {"bfloat16": auto},
+            )
+        )
     for label, net, options in variants:
-        inputs = frames[-net.cfg.num_input_frames:]  # (T_in, H, W): the frames this model takes
+        inputs = frames[-net.cfg.num_input_frames :]  # (T_in, H, W): the frames this model takes
         run_model(net, inputs, **options)  # warm-up: oneDNN picks its kernels on the first call
         seconds = _timed(lambda net=net, inputs=inputs, options=options: run_model(net, inputs, **options), repeats)
         speedup = extrap_s / seconds
-        rows += [{"name": f"{label}, {N_LEADS} leads, {size}x{size}", "value": seconds, "unit": "s"},
-                 {"name": f"speed-up over extrapolation: {label}", "value": speedup, "unit": "x",
-                  "goal": f">= {GOAL_SPEEDUP:g}", "ok": bool(speedup >= GOAL_SPEEDUP)}]
+        rows += [
+            {"name": f"{label}, {N_LEADS} leads, {size}x{size}", "value": seconds, "unit": "s"},
+            {
+                "name": f"speed-up over extrapolation: {label}",
+                "value": speedup,
+                "unit": "x",
+                "goal": f">= {GOAL_SPEEDUP:g}",
+                "ok": bool(speedup >= GOAL_SPEEDUP),
+            },
+        ]
     tile = 256 if not quick else 64
     for label, options in (("whole domain", {}), (f"tiles of {tile}", {"tile_size": tile})):
-        rows.append({"name": f"peak memory of one default-config forecast, {label} (RSS above model + input)",
-                     "value": _peak_memory(cfg, frames, **options), "unit": "MiB"})
-    (out_dir / "predict.json").write_text(json.dumps({"model_config": cfg.model_dump(mode="json"), "threads": THREADS,
-                                                      "rows": rows}, indent=2))
+        rows.append(
+            {
+                "name": f"peak memory of one default-config forecast, {label} (RSS above model + input)",
+                "value": _peak_memory(cfg, frames, **options),
+                "unit": "MiB",
+            }
+        )
+    (out_dir / "predict.json").write_text(
+        json.dumps({"model_config": cfg.model_dump(mode="json"), "threads": THREADS, "rows": rows}, indent=2)
+    )
     return rows

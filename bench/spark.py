@@ -37,8 +37,9 @@ def _archive(out_dir: Path, n_scans: int, size: int) -> list[Path]:
 
 
 def _ingest_config(files: list[Path], store: Path, engine: dict) -> IngestConfig:
-    return validate(IngestConfig, {"source": {"paths": [str(f) for f in files]}, "store": {"path": str(store)},
-                                   "engine": engine})
+    return validate(
+        IngestConfig, {"source": {"paths": [str(f) for f in files]}, "store": {"path": str(store)}, "engine": engine}
+    )
 
 
 def _start_dask(stack: ExitStack) -> dict:
@@ -48,8 +49,15 @@ def _start_dask(stack: ExitStack) -> dict:
     from dask.distributed import LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # as the Dask engine does
-    cluster = stack.enter_context(LocalCluster(n_workers=N_WORKERS, threads_per_worker=1, processes=True,
-                                               dashboard_address=None, silence_logs=logging.ERROR))
+    cluster = stack.enter_context(
+        LocalCluster(
+            n_workers=N_WORKERS,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+    )
     return {"name": "dask", "address": cluster.scheduler_address}
 
 
@@ -64,7 +72,7 @@ def _warm_up(engine: dict, files: list[Path]) -> None:
     """Read a few files on every worker: process start-up and imports stay out of throughput."""
     read = functools.partial(read_scan, options=ReaderOptions())
     with open_engine(EngineConfig(**engine)) as running:
-        for path, outcome in running.map_unordered(read, [str(f) for f in files[:4 * N_WORKERS]]):
+        for path, outcome in running.map_unordered(read, [str(f) for f in files[: 4 * N_WORKERS]]):
             if isinstance(outcome, Exception):
                 raise RuntimeError(f"warm-up read of {path} failed on {running.name}") from outcome
 
@@ -104,6 +112,11 @@ def run(quick: bool, out_dir: Path) -> list[dict]:
         {"name": "dask local cluster start-up", "value": startup["dask"], "unit": "s"},
         {"name": f"spark throughput, {label}", "value": spark_fps, "unit": "files/s"},
         {"name": f"dask throughput, {label}", "value": dask_fps, "unit": "files/s"},
-        {"name": "spark / dask throughput once running", "value": ratio, "unit": "x",
-         "goal": f">= {GOAL}", "ok": ratio >= GOAL},
+        {
+            "name": "spark / dask throughput once running",
+            "value": ratio,
+            "unit": "x",
+            "goal": f">= {GOAL}",
+            "ok": ratio >= GOAL,
+        },
     ]

@@ -48,13 +48,23 @@ class ReferenceConvLSTMCell(nn.Module):
 
 
 def _config(store: Path, quick: bool, workers: int, **optim) -> TrainConfig:
-    return validate(TrainConfig, {
-        "data": {"stores": [str(store)], "crop_size": 64, "val_fraction": 0.1, "chunks_in_memory": 2},
-        "model": {"num_input_frames": 6, "num_output_frames": 6, "stem_channels": 8,
-                  "hidden_channels": [16, 32] if quick else [32, 64], "kernel_sizes": [3, 3], "downsample": [2]},
-        "optim": {"batch_size": 4, "num_workers": workers, "max_steps": 1000, "warmup_steps": 10, **optim},
-        "run": {"seed": 0},
-    }, "bench")
+    return validate(
+        TrainConfig,
+        {
+            "data": {"stores": [str(store)], "crop_size": 64, "val_fraction": 0.1, "chunks_in_memory": 2},
+            "model": {
+                "num_input_frames": 6,
+                "num_output_frames": 6,
+                "stem_channels": 8,
+                "hidden_channels": [16, 32] if quick else [32, 64],
+                "kernel_sizes": [3, 3],
+                "downsample": [2],
+            },
+            "optim": {"batch_size": 4, "num_workers": workers, "max_steps": 1000, "warmup_steps": 10, **optim},
+            "run": {"seed": 0},
+        },
+        "bench",
+    )
 
 
 def _samples_per_s(model, cfg, batches) -> float:
@@ -101,12 +111,25 @@ def bench_loader(out_dir: Path, quick: bool) -> list[dict]:
     finally:
         torch.set_num_threads(threads)
     ratio = statistics.median(s / m for s, m in zip(rates["store"], rates["memory"]))
-    return [{"name": "loader samples/s (store, 2 workers; trainer 1 thread)", "value": statistics.median(rates["store"]),
-             "unit": "samples/s"},
-            {"name": "loader samples/s (in memory; trainer 1 thread)", "value": statistics.median(rates["memory"]),
-             "unit": "samples/s"},
-            {"name": f"store loader / in memory (median of {rounds} alternating rounds)", "value": ratio, "unit": "x",
-             "goal": ">= 0.95", "ok": ratio >= 0.95}]
+    return [
+        {
+            "name": "loader samples/s (store, 2 workers; trainer 1 thread)",
+            "value": statistics.median(rates["store"]),
+            "unit": "samples/s",
+        },
+        {
+            "name": "loader samples/s (in memory; trainer 1 thread)",
+            "value": statistics.median(rates["memory"]),
+            "unit": "samples/s",
+        },
+        {
+            "name": f"store loader / in memory (median of {rounds} alternating rounds)",
+            "value": ratio,
+            "unit": "x",
+            "goal": ">= 0.95",
+            "ok": ratio >= 0.95,
+        },
+    ]
 
 
 def _cpu_seconds(fn) -> float:
@@ -131,6 +154,7 @@ def _reference(cell: ReferenceConvLSTMCell, x: torch.Tensor, hidden: int):
             state = cell(x[:, i], state)
             outputs.append(state[0])
         torch.stack(outputs, dim=1).square().mean().backward()
+
     return step
 
 
@@ -146,8 +170,11 @@ def bench_cell(quick: bool) -> list[dict]:
         torch.manual_seed(0)
         ours = ConvLSTMCell(c_in, hidden, 3)
         reference = ReferenceConvLSTMCell(c_in, hidden, 3)
-        runs = {"ours": _ours(ours, x, zero_state=True), "ours, explicit zero state": _ours(ours, x, zero_state=False),
-                "reference": _reference(reference, x, hidden)}
+        runs = {
+            "ours": _ours(ours, x, zero_state=True),
+            "ours, explicit zero state": _ours(ours, x, zero_state=False),
+            "reference": _reference(reference, x, hidden),
+        }
         times = {name: [] for name in runs}
         for r in range(repeats + 1):
             for name, fn in runs.items():
@@ -160,11 +187,18 @@ def bench_cell(quick: bool) -> list[dict]:
     speedup = ms["reference"] / ms["ours"]
     explicit = ms["reference"] / ms["ours, explicit zero state"]
     shape = f"({c_in}->{hidden}, {size}x{size}, B4 T6, 1 thread, CPU time)"
-    return [{"name": f"ConvLSTM layer fwd+bwd, ours {shape}", "value": ms["ours"], "unit": "ms"},
-            {"name": "ConvLSTM layer fwd+bwd, reference (8 convs per step)", "value": ms["reference"], "unit": "ms"},
-            {"name": "ConvLSTM speed-up over reference", "value": speedup, "unit": "x", "goal": ">= 1.3",
-             "ok": speedup >= 1.3},
-            {"name": "ConvLSTM speed-up, ours given the zero state as tensors", "value": explicit, "unit": "x"}]
+    return [
+        {"name": f"ConvLSTM layer fwd+bwd, ours {shape}", "value": ms["ours"], "unit": "ms"},
+        {"name": "ConvLSTM layer fwd+bwd, reference (8 convs per step)", "value": ms["reference"], "unit": "ms"},
+        {
+            "name": "ConvLSTM speed-up over reference",
+            "value": speedup,
+            "unit": "x",
+            "goal": ">= 1.3",
+            "ok": speedup >= 1.3,
+        },
+        {"name": "ConvLSTM speed-up, ours given the zero state as tensors", "value": explicit, "unit": "x"},
+    ]
 
 
 def _scaling_rank(rank: int, world: int, port: int, steps: int, result: mp.Queue) -> None:
@@ -192,14 +226,22 @@ def bench_scaling(quick: bool) -> list[dict]:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         queue = ctx.Queue()
-        mp.start_processes(_scaling_rank, args=(world, port, 4 if quick else 15, queue), nprocs=world,
-                           start_method="spawn", join=True)
+        mp.start_processes(
+            _scaling_rank, args=(world, port, 4 if quick else 15, queue), nprocs=world, start_method="spawn", join=True
+        )
         rates[world] = sum(queue.get() for _ in range(world))
     efficiency = rates[2] / (2 * rates[1])
-    return [{"name": "DDP samples/s, 1 process (1 thread)", "value": rates[1], "unit": "samples/s"},
-            {"name": "DDP samples/s, 2 processes (1 thread each)", "value": rates[2], "unit": "samples/s"},
-            {"name": "scaling efficiency 2 vs 1 process", "value": efficiency, "unit": "",
-             "goal": ">= 0.8 (2 free cores)", "ok": efficiency >= 0.8}]
+    return [
+        {"name": "DDP samples/s, 1 process (1 thread)", "value": rates[1], "unit": "samples/s"},
+        {"name": "DDP samples/s, 2 processes (1 thread each)", "value": rates[2], "unit": "samples/s"},
+        {
+            "name": "scaling efficiency 2 vs 1 process",
+            "value": efficiency,
+            "unit": "",
+            "goal": ">= 0.8 (2 free cores)",
+            "ok": efficiency >= 0.8,
+        },
+    ]
 
 
 def run(quick: bool, out_dir: Path) -> list[dict]:

@@ -97,11 +97,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
-        raise CheckpointError(f"{path} holds Python objects that would run code when loaded; refused "
-                              "(a nowcast checkpoint holds only tensors and plain containers)") from None
+        raise CheckpointError(
+            f"{path} holds Python objects that would run code when loaded; refused "
+            "(a nowcast checkpoint holds only tensors and plain containers)"
+        ) from None
     except Exception as e:  # truncated file, damaged zip, not a torch file at all
-        raise CheckpointError(f"{path} is damaged or not a torch checkpoint: "
-                              f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"{path} is damaged or not a torch checkpoint: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a nowcast checkpoint (no format={FORMAT!r} entry)")
     if ckpt.get("version") != VERSION:
@@ -130,9 +133,11 @@ def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> tuple[EncoderFor
     try:
         model.load_state_dict(clean_state_dict(ckpt["model"]))
     except RuntimeError as e:
-        raise CheckpointError(f"{where}: weights do not match the model config (model.advection "
-                              f"{cfg.advection}); a checkpoint from an earlier nowcast version whose model "
-                              f"layout differs must be retrained with this one: {str(e)[:500]}") from None
+        raise CheckpointError(
+            f"{where}: weights do not match the model config (model.advection "
+            f"{cfg.advection}); a checkpoint from an earlier nowcast version whose model "
+            f"layout differs must be retrained with this one: {str(e)[:500]}"
+        ) from None
     return model.eval(), cfg
 
 
@@ -143,8 +148,13 @@ def rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": {"version": version, "internal": list(internal), "gauss": gauss},
     }
 
@@ -155,6 +165,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))

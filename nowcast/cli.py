@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -15,8 +14,9 @@ from nowcast.errors import NowcastError
 from nowcast.logs import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Radar precipitation nowcasting.")
-INPUT_TIME_STEP_HELP = ("the input's time step in seconds, to run a model trained at another step on it "
-                        "(one lead per input step)")
+INPUT_TIME_STEP_HELP = (
+    "the input's time step in seconds, to run a model trained at another step on it (one lead per input step)"
+)
 log = logging.getLogger("nowcast")
 
 
@@ -50,10 +50,10 @@ def main() -> None:  # pragma: no cover - console entry point
 @app.command()
 def ingest(
     config: Path = typer.Option(..., "--config", "-c", help="ingest YAML, e.g. configs/ingest/knmi.yaml"),
-    engine: Optional[str] = typer.Option(None, help="dask (default), spark or serial"),
-    master: Optional[str] = typer.Option(None, help="Spark master URL (yarn, k8s://..., spark://host:port)"),
-    address: Optional[str] = typer.Option(None, help="Dask scheduler address (tcp://host:8786)"),
-    overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. store.chunk_time=24"),
+    engine: str | None = typer.Option(None, help="dask (default), spark or serial"),
+    master: str | None = typer.Option(None, help="Spark master URL (yarn, k8s://..., spark://host:port)"),
+    address: str | None = typer.Option(None, help="Dask scheduler address (tcp://host:8786)"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. store.chunk_time=24"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Ingest radar files into a Zarr store (resumable; bad files are quarantined).
@@ -90,11 +90,11 @@ def evaluate_baselines(
     out: Path = typer.Option(..., help="folder for scores.json, scores.md and scores.png"),
     leads: int = typer.Option(12, min=1, help="lead times scored, one per store time step"),
     inputs: int = typer.Option(3, min=2, help="input frames per forecast (extrapolation tracks motion over them)"),
-    baseline: List[str] = typer.Option(["persistence", "extrapolation"], help="a baseline to score (repeatable)"),
-    start: Optional[str] = typer.Option(None, help="earliest init time, e.g. 2024-06-01T00:00"),
-    end: Optional[str] = typer.Option(None, help="latest init time"),
+    baseline: list[str] = typer.Option(["persistence", "extrapolation"], help="a baseline to score (repeatable)"),
+    start: str | None = typer.Option(None, help="earliest init time, e.g. 2024-06-01T00:00"),
+    end: str | None = typer.Option(None, help="latest init time"),
     stride: int = typer.Option(1, min=1, help="score every k-th valid start"),
-    max_starts: Optional[int] = typer.Option(None, min=1, help="score at most this many starts"),
+    max_starts: int | None = typer.Option(None, min=1, help="score at most this many starts"),
 ) -> None:
     """Score the persistence and optical-flow extrapolation baselines over a store, per lead time."""
     import numpy as np
@@ -106,34 +106,48 @@ def evaluate_baselines(
 
     unknown = [name for name in baseline if name not in BASELINES]
     if unknown:
-        raise typer.BadParameter(f"unknown baseline {unknown[0]!r}; available: {', '.join(sorted(BASELINES))}",
-                                 param_hint="--baseline")
+        raise typer.BadParameter(
+            f"unknown baseline {unknown[0]!r}; available: {', '.join(sorted(BASELINES))}", param_hint="--baseline"
+        )
     times = {}
     for hint, value in (("--start", start), ("--end", end)):
         try:
             times[hint] = None if value is None else np.datetime64(value, "s")
         except ValueError:
-            raise typer.BadParameter(f"{value!r} is not a time; use ISO 8601, e.g. 2024-06-01T12:00",
-                                     param_hint=hint) from None
+            raise typer.BadParameter(
+                f"{value!r} is not a time; use ISO 8601, e.g. 2024-06-01T12:00", param_hint=hint
+            ) from None
     try:
         reader = StoreReader(str(store))
-        forecasters = {name: make_forecaster(name, reader.grid.pixel_size, reader.layout.time_step_s)
-                       for name in baseline}
-        result = evaluate(reader, forecasters, num_input_frames=inputs, n_leads=leads,
-                          start=times["--start"], end=times["--end"],
-                          stride=stride, max_starts=max_starts)
+        forecasters = {
+            name: make_forecaster(name, reader.grid.pixel_size, reader.layout.time_step_s) for name in baseline
+        }
+        result = evaluate(
+            reader,
+            forecasters,
+            num_input_frames=inputs,
+            n_leads=leads,
+            start=times["--start"],
+            end=times["--end"],
+            stride=stride,
+            max_starts=max_starts,
+        )
     except NowcastError as e:
         fail(e)
     paths = write_reports(result, out)
-    log.info("scored %d starts (%d skipped at gaps); reports: %s", result.n_starts, result.n_skipped_gap,
-             ", ".join(str(p) for p in paths.values()))
+    log.info(
+        "scored %d starts (%d skipped at gaps); reports: %s",
+        result.n_starts,
+        result.n_skipped_gap,
+        ", ".join(str(p) for p in paths.values()),
+    )
 
 
 @app.command()
 def inspect(
-    files: List[Path] = typer.Argument(..., help="radar files to read (any format the readers know)"),
+    files: list[Path] = typer.Argument(..., help="radar files to read (any format the readers know)"),
     reader_format: str = typer.Option("auto", "--format", help="reader name, or auto-detect by content"),
-    quantity: Optional[str] = typer.Option(None, help="ODIM quantity or CF variable to read"),
+    quantity: str | None = typer.Option(None, help="ODIM quantity or CF variable to read"),
 ) -> None:
     """Read each file as a scan and print its format, time, grid and rain statistics."""
     import numpy as np
@@ -166,12 +180,14 @@ def inspect(
 @app.command()
 def synth(
     out_dir: Path = typer.Argument(..., help="folder for the archive (one CF NetCDF file per scan + synth.yaml)"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="synth YAML (SynthConfig keys); default: all defaults"),
-    n_scans: Optional[int] = typer.Option(None, "--n-scans", help="number of scan times, missing ones included"),
-    height: Optional[int] = typer.Option(None, help="rows (pixels)"),
-    width: Optional[int] = typer.Option(None, help="columns (pixels)"),
-    seed: Optional[int] = typer.Option(None, help="random seed: the same seed gives the same archive"),
-    overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. wet_fraction=0.3"),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="synth YAML (SynthConfig keys); default: all defaults"
+    ),
+    n_scans: int | None = typer.Option(None, "--n-scans", help="number of scan times, missing ones included"),
+    height: int | None = typer.Option(None, help="rows (pixels)"),
+    width: int | None = typer.Option(None, help="columns (pixels)"),
+    seed: int | None = typer.Option(None, help="random seed: the same seed gives the same archive"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. wet_fraction=0.3"),
     overwrite: bool = typer.Option(False, help="replace an archive of another configuration in OUT_DIR"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
@@ -194,13 +210,13 @@ def synth(
 @app.command()
 def train(
     config: Path = typer.Option(..., "--config", "-c", help="train YAML, e.g. configs/train/debug.yaml"),
-    overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. optim.max_steps=100"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optim.max_steps=100"),
     nproc: int = typer.Option(1, "--nproc", min=1, help="processes on this machine; > 1 launches torchrun"),
     resume: bool = typer.Option(False, "--resume", help="continue runs/<name>/last.pt exactly"),
-    stop_at: Optional[int] = typer.Option(None, "--stop-at", help="stop with a checkpoint at this step"),
-    nnodes: Optional[str] = typer.Option(None, "--nnodes", help="torchrun --nnodes, for several machines"),
-    node_rank: Optional[int] = typer.Option(None, "--node-rank", help="torchrun --node-rank"),
-    rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT all nodes meet at"),
+    stop_at: int | None = typer.Option(None, "--stop-at", help="stop with a checkpoint at this step"),
+    nnodes: str | None = typer.Option(None, "--nnodes", help="torchrun --nnodes, for several machines"),
+    node_rank: int | None = typer.Option(None, "--node-rank", help="torchrun --node-rank"),
+    rdzv_endpoint: str | None = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT all nodes meet at"),
 ) -> None:
     """Train the ConvLSTM nowcaster (torch DDP over --nproc processes; gloo on CPU, nccl on GPUs)."""
     from nowcast.config import load_config
@@ -230,17 +246,18 @@ def predict(
     ctx: typer.Context,
     input_path: Path = typer.Option(..., "--input", help="a Zarr store, or a folder of raw radar files"),
     out: Path = typer.Option(..., help="forecast file: .nc (CF NetCDF) or .zarr"),
-    checkpoint: Optional[Path] = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
-    time: Optional[str] = typer.Option(None, help="forecast from the latest valid frame at or before this time "
-                                                  "(ISO 8601; default: the newest)"),
-    leads: Optional[int] = typer.Option(None, min=1, help="lead times to write (default: all the model makes)"),
+    checkpoint: Path | None = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
+    time: str | None = typer.Option(
+        None, help="forecast from the latest valid frame at or before this time (ISO 8601; default: the newest)"
+    ),
+    leads: int | None = typer.Option(None, min=1, help="lead times to write (default: all the model makes)"),
     plot: bool = typer.Option(False, "--plot", help="also write a PNG panel and an animated GIF beside --out"),
-    fallback: Optional[str] = typer.Option(None, help="none, or extrapolation: optical flow when frames are missing"),
-    tile_size: Optional[int] = typer.Option(None, min=8, help="forecast in square tiles of this side (pixels)"),
+    fallback: str | None = typer.Option(None, help="none, or extrapolation: optical flow when frames are missing"),
+    tile_size: int | None = typer.Option(None, min=8, help="forecast in square tiles of this side (pixels)"),
     reader_format: str = typer.Option("auto", "--format", help="raw files: reader name, or auto-detect"),
-    input_time_step: Optional[int] = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="predict YAML (PredictConfig keys)"),
-    overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
+    input_time_step: int | None = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help="predict YAML (PredictConfig keys)"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
 ) -> None:
     """Forecast the next lead times from the latest input frames; write CF NetCDF/Zarr (and pictures)."""
     from nowcast.config import load_config
@@ -306,8 +323,10 @@ def _raw_window(folder: Path, loaded, cfg, until, reader_format: str):
         try:
             plan = plan_spatial(scan.grid, AlignConfig(pixel_size_m=target))
         except ConfigError:
-            raise CheckpointError(f"{path}: pixel size {scan.grid.pixel_size:g} m cannot be coarsened to the "
-                                  f"checkpoint's pixel_size_m {target:g} m (not a whole multiple)") from None
+            raise CheckpointError(
+                f"{path}: pixel size {scan.grid.pixel_size:g} m cannot be coarsened to the "
+                f"checkpoint's pixel_size_m {target:g} m (not a whole multiple)"
+            ) from None
         return Scan(scan.time, plan.apply(scan.rain_rate), plan.target, scan.source)
 
     step = cfg.input_time_step_s or loaded.time_step_s  # the files' own step where the user gave it
@@ -318,16 +337,18 @@ def _raw_window(folder: Path, loaded, cfg, until, reader_format: str):
 def evaluate(
     store: Path = typer.Option(..., help="the Zarr store to score forecasts against"),
     out: Path = typer.Option(..., help="folder for scores.json, scores.md and scores.png"),
-    checkpoint: Optional[Path] = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
-    baselines: str = typer.Option("persistence,extrapolation", help="baselines scored beside the model, comma-separated"),
-    start: Optional[str] = typer.Option(None, help="earliest init time, e.g. 2024-06-01T00:00"),
-    end: Optional[str] = typer.Option(None, help="latest init time"),
-    leads: Optional[int] = typer.Option(None, min=1, help="lead times scored (default: all the model makes)"),
+    checkpoint: Path | None = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
+    baselines: str = typer.Option(
+        "persistence,extrapolation", help="baselines scored beside the model, comma-separated"
+    ),
+    start: str | None = typer.Option(None, help="earliest init time, e.g. 2024-06-01T00:00"),
+    end: str | None = typer.Option(None, help="latest init time"),
+    leads: int | None = typer.Option(None, min=1, help="lead times scored (default: all the model makes)"),
     stride: int = typer.Option(1, min=1, help="score every k-th valid start"),
-    max_starts: Optional[int] = typer.Option(None, min=1, help="score at most this many starts"),
-    tile_size: Optional[int] = typer.Option(None, min=8, help="run the model in square tiles of this side"),
+    max_starts: int | None = typer.Option(None, min=1, help="score at most this many starts"),
+    tile_size: int | None = typer.Option(None, min=8, help="run the model in square tiles of this side"),
     precision: str = typer.Option("auto", help="auto (bfloat16 where the CPU has it natively), float32 or bfloat16"),
-    input_time_step: Optional[int] = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
+    input_time_step: int | None = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
 ) -> None:
     """Score the model against persistence and optical-flow extrapolation over a store, per lead time."""
     from nowcast.config import validate
@@ -341,38 +362,57 @@ def evaluate(
     names = [name.strip() for name in baselines.split(",") if name.strip()]
     unknown = [name for name in names if name not in BASELINES]
     if unknown:
-        raise typer.BadParameter(f"unknown baseline {unknown[0]!r}; available: {', '.join(sorted(BASELINES))}",
-                                 param_hint="--baselines")
+        raise typer.BadParameter(
+            f"unknown baseline {unknown[0]!r}; available: {', '.join(sorted(BASELINES))}", param_hint="--baselines"
+        )
     try:
         times = {"start": parse_time(start, "--start"), "end": parse_time(end, "--end")}
         loaded = load_model(resolve_checkpoint(checkpoint))
         reader = StoreReader(str(store))
-        check_data_facts(loaded, reader.grid.pixel_size, reader.layout.time_step_s, reader.grid.crs, reader.path,
-                         input_time_step)
+        check_data_facts(
+            loaded, reader.grid.pixel_size, reader.layout.time_step_s, reader.grid.crs, reader.path, input_time_step
+        )
         n_leads = leads or loaded.cfg.num_output_frames
         if n_leads > loaded.cfg.num_output_frames:
-            raise typer.BadParameter(f"the model forecasts {loaded.cfg.num_output_frames} lead times",
-                                     param_hint="--leads")
-        options = validate(PredictConfig, {"tile_size": tile_size, "precision": precision},
-                           "command line").forecast_options()
+            raise typer.BadParameter(
+                f"the model forecasts {loaded.cfg.num_output_frames} lead times", param_hint="--leads"
+            )
+        options = validate(
+            PredictConfig, {"tile_size": tile_size, "precision": precision}, "command line"
+        ).forecast_options()
         forecasters = {"model": model_forecaster(loaded.model, **options)}
-        forecasters.update({name: make_forecaster(name, reader.grid.pixel_size, reader.layout.time_step_s)
-                            for name in names})
-        result = run_evaluation(reader, forecasters, num_input_frames=loaded.cfg.num_input_frames, n_leads=n_leads,
-                                start=times["start"], end=times["end"], stride=stride, max_starts=max_starts)
+        forecasters.update(
+            {name: make_forecaster(name, reader.grid.pixel_size, reader.layout.time_step_s) for name in names}
+        )
+        result = run_evaluation(
+            reader,
+            forecasters,
+            num_input_frames=loaded.cfg.num_input_frames,
+            n_leads=n_leads,
+            start=times["start"],
+            end=times["end"],
+            stride=stride,
+            max_starts=max_starts,
+        )
     except NowcastError as e:
         fail(e)
     paths = write_reports(result, out)
     typer.echo(markdown(result))
-    log.info("scored %d starts of %s with %s (%d skipped at gaps); reports: %s", result.n_starts, loaded.path,
-             ", ".join(forecasters), result.n_skipped_gap, ", ".join(str(p) for p in paths.values()))
+    log.info(
+        "scored %d starts of %s with %s (%d skipped at gaps); reports: %s",
+        result.n_starts,
+        loaded.path,
+        ", ".join(forecasters),
+        result.n_skipped_gap,
+        ", ".join(str(p) for p in paths.values()),
+    )
 
 
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where the demo writes everything"),
-    data: Optional[Path] = typer.Option(None, help="a folder of your radar files: forecast them with the shipped model"),
-    input_time_step: Optional[int] = typer.Option(None, min=1, help="with --data: " + INPUT_TIME_STEP_HELP),
+    data: Path | None = typer.Option(None, help="a folder of your radar files: forecast them with the shipped model"),
+    input_time_step: int | None = typer.Option(None, min=1, help="with --data: " + INPUT_TIME_STEP_HELP),
 ) -> None:
     """The whole chain on a generated radar archive: synth, ingest, train, forecast, evaluate."""
     from nowcast.demo import run_demo

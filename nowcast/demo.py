@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from nowcast.errors import NowcastError
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ def run_demo(out_dir: Path, data: Path | None = None, input_time_step_s: int | N
 
     With ``data``, ``input_time_step_s`` runs the shipped model at those files' own time step.
     """
-    for name, path in DEMO_CONFIGS.items():
+    for path in DEMO_CONFIGS.values():
         if not path.is_file():
             raise NowcastError(f"{path} not found: run the demo from the repository's top folder (`make demo`)")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,18 +63,47 @@ def run_demo(out_dir: Path, data: Path | None = None, input_time_step_s: int | N
     checkpoint = out_dir / "runs" / run_name / "best.pt"
     scores = out_dir / "scores"
     _nowcast("1/5 synthetic archive", ["synth", str(archive), "--config", str(DEMO_CONFIGS["synth"])])
-    _nowcast("2/5 ingest with Dask", ["ingest", "--config", str(DEMO_CONFIGS["ingest"]),
-                                      f"source.paths=[{archive}]", f"store.path={store}"])
-    _nowcast("3/5 train", ["train", "--config", str(DEMO_CONFIGS["train"]), f"data.stores=[{store}]",
-                           f"run.out_dir={out_dir / 'runs'}", f"run.name={run_name}"])
-    _nowcast("4/5 forecast", ["predict", "--checkpoint", str(checkpoint), "--input", str(store),
-                              "--out", str(forecast), "--plot"])
-    _nowcast("5/5 evaluate on the held-out period", [
-        "evaluate", "--checkpoint", str(checkpoint), "--store", str(store), "--out", str(scores),
-        "--start", _held_out_start(store), "--stride", "3"])
-    return {"forecast": forecast, "panel": forecast.with_suffix(".png"), "animation": forecast.with_suffix(".gif"),
-            "scores": scores / "scores.md", "score plot": scores / "scores.png", "store": store,
-            "checkpoint": checkpoint}
-
-
-
+    _nowcast(
+        "2/5 ingest with Dask",
+        ["ingest", "--config", str(DEMO_CONFIGS["ingest"]), f"source.paths=[{archive}]", f"store.path={store}"],
+    )
+    _nowcast(
+        "3/5 train",
+        [
+            "train",
+            "--config",
+            str(DEMO_CONFIGS["train"]),
+            f"data.stores=[{store}]",
+            f"run.out_dir={out_dir / 'runs'}",
+            f"run.name={run_name}",
+        ],
+    )
+    _nowcast(
+        "4/5 forecast",
+        ["predict", "--checkpoint", str(checkpoint), "--input", str(store), "--out", str(forecast), "--plot"],
+    )
+    _nowcast(
+        "5/5 evaluate on the held-out period",
+        [
+            "evaluate",
+            "--checkpoint",
+            str(checkpoint),
+            "--store",
+            str(store),
+            "--out",
+            str(scores),
+            "--start",
+            _held_out_start(store),
+            "--stride",
+            "3",
+        ],
+    )
+    return {
+        "forecast": forecast,
+        "panel": forecast.with_suffix(".png"),
+        "animation": forecast.with_suffix(".gif"),
+        "scores": scores / "scores.md",
+        "score plot": scores / "scores.png",
+        "store": store,
+        "checkpoint": checkpoint,
+    }

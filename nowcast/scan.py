@@ -49,7 +49,7 @@ class Grid:
         hx, hy = self.pixel_size / 2, self.pixel_size_y / 2
         return (self.x[0] - hx, self.x[-1] + hx, self.y[-1] - hy, self.y[0] + hy)
 
-    def same_as(self, other: "Grid", atol_m: float = 1.0) -> bool:
+    def same_as(self, other: Grid, atol_m: float = 1.0) -> bool:
         """True if both grids have the same shape, coordinates (within atol) and CRS."""
         return (
             self.shape == other.shape
@@ -65,8 +65,15 @@ class Grid:
         )
 
     @classmethod
-    def from_corner(cls, x_left: float, y_top: float, pixel_size: float, shape: tuple[int, int], crs: str,
-                    pixel_size_y: float | None = None) -> "Grid":
+    def from_corner(
+        cls,
+        x_left: float,
+        y_top: float,
+        pixel_size: float,
+        shape: tuple[int, int],
+        crs: str,
+        pixel_size_y: float | None = None,
+    ) -> Grid:
         """Build from the outer upper-left corner (pixel edge), as ODIM and most rasters give it."""
         ny, nx = shape
         dy = pixel_size if pixel_size_y is None else pixel_size_y

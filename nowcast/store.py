@@ -124,16 +124,19 @@ def create_store(path: str, layout: StoreLayout, n_times: int, attrs: dict[str, 
             "grid_mapping_proj": grid.crs,
         }
     )
-    valid = root.create_array(VALID, shape=(n_times,), chunks=(layout.chunk_time,), dtype="bool",
-                              fill_value=False, dimension_names=("time",))
+    valid = root.create_array(
+        VALID, shape=(n_times,), chunks=(layout.chunk_time,), dtype="bool", fill_value=False, dimension_names=("time",)
+    )
     valid.attrs["long_name"] = "True where a scan was ingested for this time"
-    time = root.create_array(TIME, shape=(n_times,), chunks=(TIME_CHUNK_COORD,), dtype="int64",
-                             fill_value=0, dimension_names=("time",))
+    time = root.create_array(
+        TIME, shape=(n_times,), chunks=(TIME_CHUNK_COORD,), dtype="int64", fill_value=0, dimension_names=("time",)
+    )
     time.attrs.update({"units": TIME_UNITS, "calendar": "proleptic_gregorian", "standard_name": "time"})
     time[:] = to_epoch_s(layout.time_origin) + np.arange(n_times, dtype=np.int64) * layout.time_step_s
     for name, values, std in (("y", grid.y, "projection_y_coordinate"), ("x", grid.x, "projection_x_coordinate")):
-        coord = root.create_array(name, shape=values.shape, chunks=values.shape, dtype="float64",
-                                  fill_value=0.0, dimension_names=(name,))
+        coord = root.create_array(
+            name, shape=values.shape, chunks=values.shape, dtype="float64", fill_value=0.0, dimension_names=(name,)
+        )
         coord[:] = values
         coord.attrs.update({"units": "m", "standard_name": std})
     root.attrs["template_complete"] = True  # written last: a half-made template is recreated
@@ -252,8 +255,10 @@ class StoreReader:
         try:
             return decode_rain(self.root[RAIN][start:stop, ys, xs])
         except (KeyError, OSError, ValueError) as e:
-            raise StoreError(f"{self.path}: could not read times {start}-{stop - 1} ({type(e).__name__}: {e}); "
-                             "was the store deleted or rewritten while in use?") from e
+            raise StoreError(
+                f"{self.path}: could not read times {start}-{stop - 1} ({type(e).__name__}: {e}); "
+                "was the store deleted or rewritten while in use?"
+            ) from e
 
 
 def open_dataset(path: str):
@@ -267,7 +272,9 @@ def open_dataset(path: str):
         return xr.open_zarr(path, consolidated=False, zarr_format=3)
 
 
-def write_time_chunk(root: zarr.Group, layout: StoreLayout, chunk: int, rain_mmh: np.ndarray, valid: np.ndarray) -> None:
+def write_time_chunk(
+    root: zarr.Group, layout: StoreLayout, chunk: int, rain_mmh: np.ndarray, valid: np.ndarray
+) -> None:
     """Write one whole time chunk (all its spatial chunks): the unit of work a task owns.
 
     Data goes first, then the valid flags, so an interrupted write leaves times marked
@@ -286,9 +293,16 @@ def chunk_bounds(layout: StoreLayout, chunk: int, n_times: int) -> tuple[int, in
     return start, min(start + layout.chunk_time, n_times)
 
 
-def write_mock_store(path: str, n_times: int = 48, shape: tuple[int, int] = (64, 64), chunk_time: int = 8,
-                     missing: tuple[int, ...] = (20,), seed: int = 0, pixel_size: float = 1000.0,
-                     time_step_s: int = 300) -> StoreReader:
+def write_mock_store(
+    path: str,
+    n_times: int = 48,
+    shape: tuple[int, int] = (64, 64),
+    chunk_time: int = 8,
+    missing: tuple[int, ...] = (20,),
+    seed: int = 0,
+    pixel_size: float = 1000.0,
+    time_step_s: int = 300,
+) -> StoreReader:
     """A small valid store of rain blobs moving east, for tests that need a store and nothing else."""
     rng = np.random.default_rng(seed)
     ny, nx = shape

@@ -15,9 +15,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pyspark
 
@@ -57,8 +57,9 @@ def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Ite
         stop_process(proc)
 
 
-def wait_until(check, what: str, procs: list[subprocess.Popen], logs: list[Path],
-               timeout: float = START_TIMEOUT_S) -> None:
+def wait_until(
+    check, what: str, procs: list[subprocess.Popen], logs: list[Path], timeout: float = START_TIMEOUT_S
+) -> None:
     """Poll ``check()`` until true; fail with the logs when a process dies or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,24 +97,58 @@ def spark_standalone(work_dir: Path, n_workers: int = 2, memory: str = "1g") -> 
     """
     spark_home = Path(pyspark.__file__).parent
     spark_class = str(spark_home / "bin" / "spark-class")
-    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": LOOPBACK,
-           "PYSPARK_PYTHON": sys.executable}
+    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": LOOPBACK, "PYSPARK_PYTHON": sys.executable}
     work_dir.mkdir(parents=True, exist_ok=True)
     port, webui = free_port(), free_port()
     master = f"spark://{LOOPBACK}:{port}"
     logs = [work_dir / "master.log"] + [work_dir / f"worker{i}.log" for i in range(n_workers)]
     with ExitStack() as stack:
-        procs = [stack.enter_context(process(
-            [spark_class, "org.apache.spark.deploy.master.Master", "--host", LOOPBACK, "--port", str(port),
-             "--webui-port", str(webui)], logs[0], env))]
+        procs = [
+            stack.enter_context(
+                process(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.master.Master",
+                        "--host",
+                        LOOPBACK,
+                        "--port",
+                        str(port),
+                        "--webui-port",
+                        str(webui),
+                    ],
+                    logs[0],
+                    env,
+                )
+            )
+        ]
         wait_until(lambda: port_open(port), f"the Spark master on port {port}", procs, logs)
         for i in range(n_workers):
-            procs.append(stack.enter_context(process(
-                [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", LOOPBACK,
-                 "--cores", "1", "--memory", memory, "--webui-port", str(free_port()),
-                 "--work-dir", str(work_dir / f"work{i}")], logs[i + 1], env)))
-        wait_until(lambda: _alive_spark_workers(webui) >= n_workers, f"{n_workers} Spark workers registered",
-                   procs, logs)
+            procs.append(
+                stack.enter_context(
+                    process(
+                        [
+                            spark_class,
+                            "org.apache.spark.deploy.worker.Worker",
+                            master,
+                            "--host",
+                            LOOPBACK,
+                            "--cores",
+                            "1",
+                            "--memory",
+                            memory,
+                            "--webui-port",
+                            str(free_port()),
+                            "--work-dir",
+                            str(work_dir / f"work{i}"),
+                        ],
+                        logs[i + 1],
+                        env,
+                    )
+                )
+            )
+        wait_until(
+            lambda: _alive_spark_workers(webui) >= n_workers, f"{n_workers} Spark workers registered", procs, logs
+        )
         yield master
 
 
@@ -127,16 +162,47 @@ def dask_cluster(work_dir: Path, n_workers: int = 2) -> Iterator[str]:
     address = f"tcp://{LOOPBACK}:{port}"
     logs = [work_dir / "scheduler.log"] + [work_dir / f"worker{i}.log" for i in range(n_workers)]
     with ExitStack() as stack:
-        procs = [stack.enter_context(process(
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", LOOPBACK, "--port", str(port),
-             "--no-dashboard"], logs[0]))]
+        procs = [
+            stack.enter_context(
+                process(
+                    [
+                        sys.executable,
+                        "-m",
+                        "distributed.cli.dask_scheduler",
+                        "--host",
+                        LOOPBACK,
+                        "--port",
+                        str(port),
+                        "--no-dashboard",
+                    ],
+                    logs[0],
+                )
+            )
+        ]
         wait_until(lambda: port_open(port), f"the Dask scheduler on port {port}", procs, logs)
         for i in range(n_workers):
-            procs.append(stack.enter_context(process(
-                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
-                 "--no-dashboard", "--host", LOOPBACK, "--local-directory", str(work_dir / f"work{i}")],
-                logs[i + 1])))
+            procs.append(
+                stack.enter_context(
+                    process(
+                        [
+                            sys.executable,
+                            "-m",
+                            "distributed.cli.dask_worker",
+                            address,
+                            "--nthreads",
+                            "1",
+                            "--nworkers",
+                            "1",
+                            "--no-dashboard",
+                            "--host",
+                            LOOPBACK,
+                            "--local-directory",
+                            str(work_dir / f"work{i}"),
+                        ],
+                        logs[i + 1],
+                    )
+                )
+            )
         with Client(address, timeout="30s") as client:
-            wait_until(lambda: len(client.nthreads()) >= n_workers, f"{n_workers} Dask workers registered",
-                       procs, logs)
+            wait_until(lambda: len(client.nthreads()) >= n_workers, f"{n_workers} Dask workers registered", procs, logs)
         yield address

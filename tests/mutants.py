@@ -70,9 +70,19 @@ def _knmi_edit(kind: str, path: Path, rng: np.random.Generator) -> None:
             raise ValueError(kind)
 
 
-KNMI_KINDS = ["knmi-no-data-array", "knmi-wrong-shape", "knmi-garbage-formula", "knmi-absurd-gain", "knmi-negative",
-              "knmi-all-missing", "knmi-wrong-time", "knmi-garbage-time", "knmi-no-geographic", "knmi-wrong-columns",
-              "knmi-pixel-size"]
+KNMI_KINDS = [
+    "knmi-no-data-array",
+    "knmi-wrong-shape",
+    "knmi-garbage-formula",
+    "knmi-absurd-gain",
+    "knmi-negative",
+    "knmi-all-missing",
+    "knmi-wrong-time",
+    "knmi-garbage-time",
+    "knmi-no-geographic",
+    "knmi-wrong-columns",
+    "knmi-pixel-size",
+]
 
 
 def _odim_edit(kind: str, path: Path, rng: np.random.Generator) -> None:
@@ -127,8 +137,12 @@ def make_mutants(out: Path, knmi_sources: list[Path], n: int, seed: int = 0) -> 
         "odim": sorted(RMI_DIR.glob("*.hdf"))[:5] + sorted(OPERA_DIR.glob("*.hdf"))[:2],
         "cf": sorted(BOM_C10_DIR.glob("*.nc"))[:5],
     }
-    plan = ([("bytes", k) for k in BYTE_KINDS] * 3 + [("knmi", k) for k in KNMI_KINDS] * 2
-            + [("odim", k) for k in ODIM_KINDS] + [("cf", k) for k in CF_KINDS])
+    plan = (
+        [("bytes", k) for k in BYTE_KINDS] * 3
+        + [("knmi", k) for k in KNMI_KINDS] * 2
+        + [("odim", k) for k in ODIM_KINDS]
+        + [("cf", k) for k in CF_KINDS]
+    )
     out.mkdir(parents=True, exist_ok=True)
     mutants: dict[Path, str] = {}
     for i in range(n):

@@ -58,10 +58,22 @@ def time_in_name(path: str) -> np.datetime64:
     return np.datetime64(datetime.strptime(digits, "%Y%m%d%H%M%S"), "s")
 
 
-def write_cf(path: Path, values: np.ndarray, *, name: str = "rainfall_rate", standard_name: str = "rainfall_rate",
-             units: str = "mm h-1", xy_units: str = "m", pixel: float = 1000.0, south_up: bool = False,
-             time: str = "2024-06-01T12:00", with_time_dim: bool = True, grid_mapping: bool = True,
-             var_attrs: dict | None = None, extra: dict | None = None) -> Path:
+def write_cf(
+    path: Path,
+    values: np.ndarray,
+    *,
+    name: str = "rainfall_rate",
+    standard_name: str = "rainfall_rate",
+    units: str = "mm h-1",
+    xy_units: str = "m",
+    pixel: float = 1000.0,
+    south_up: bool = False,
+    time: str = "2024-06-01T12:00",
+    with_time_dim: bool = True,
+    grid_mapping: bool = True,
+    var_attrs: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
     """A small CF file as the project's archives are written (xarray, CF time, a crs variable)."""
     ny, nx = values.shape[-2:]
     scale = 1000.0 if xy_units == "km" else 1.0
@@ -78,8 +90,13 @@ def write_cf(path: Path, values: np.ndarray, *, name: str = "rainfall_rate", sta
         if data.ndim == 2:
             data = data[None]
         variables = {name: (("time", "y", "x"), data, attrs)}
-        coords = {"time": ("time", np.atleast_1d(t) if data.shape[0] == 1 else
-                           t + np.arange(data.shape[0]) * np.timedelta64(5, "m"), {"standard_name": "time"})}
+        coords = {
+            "time": (
+                "time",
+                np.atleast_1d(t) if data.shape[0] == 1 else t + np.arange(data.shape[0]) * np.timedelta64(5, "m"),
+                {"standard_name": "time"},
+            )
+        }
     else:
         variables = {name: (("y", "x"), data, attrs)}
         coords = {"time": ((), t, {"standard_name": "time"})}
@@ -93,8 +110,15 @@ def write_cf(path: Path, values: np.ndarray, *, name: str = "rainfall_rate", sta
     return path
 
 
-def write_odim(path: Path, datasets: list[dict], *, obj: bytes = b"COMP", ul_lonlat=(-10.0, 60.0),
-               date: bytes = b"20240601", time: bytes = b"120000") -> Path:
+def write_odim(
+    path: Path,
+    datasets: list[dict],
+    *,
+    obj: bytes = b"COMP",
+    ul_lonlat=(-10.0, 60.0),
+    date: bytes = b"20240601",
+    time: bytes = b"120000",
+) -> Path:
     """An ODIM_H5 composite on the OPERA projection; each dict: quantity, raw, and what attributes."""
     ny, nx = datasets[0]["raw"].shape
     with h5py.File(path, "w") as f:
@@ -102,9 +126,17 @@ def write_odim(path: Path, datasets: list[dict], *, obj: bytes = b"COMP", ul_lon
         what = f.create_group("what")
         what.attrs.update({"object": np.bytes_(obj), "date": np.bytes_(date), "time": np.bytes_(time)})
         where = f.create_group("where")
-        where.attrs.update({"projdef": np.bytes_(OPERA_LAEA.encode()), "xsize": np.int64(nx), "ysize": np.int64(ny),
-                            "xscale": 2000.0, "yscale": 2000.0,
-                            "UL_lon": float(ul_lonlat[0]), "UL_lat": float(ul_lonlat[1])})
+        where.attrs.update(
+            {
+                "projdef": np.bytes_(OPERA_LAEA.encode()),
+                "xsize": np.int64(nx),
+                "ysize": np.int64(ny),
+                "xscale": 2000.0,
+                "yscale": 2000.0,
+                "UL_lon": float(ul_lonlat[0]),
+                "UL_lat": float(ul_lonlat[1]),
+            }
+        )
         for i, spec in enumerate(datasets, start=1):
             group = f.create_group(f"dataset{i}")
             group.create_group("what").attrs.update(spec.get("dataset_what", {}))

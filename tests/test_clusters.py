@@ -21,11 +21,14 @@ pytestmark = pytest.mark.slow
 
 
 def ingest_config(src: Path, dst: Path, engine: dict) -> IngestConfig:
-    return validate(IngestConfig, {
-        "source": {"paths": [str(src)]},
-        "store": {"path": str(dst), "chunk_time": 3, "chunk_space": 16},
-        "engine": engine,
-    })
+    return validate(
+        IngestConfig,
+        {
+            "source": {"paths": [str(src)]},
+            "store": {"path": str(dst), "chunk_time": 3, "chunk_space": 16},
+            "engine": engine,
+        },
+    )
 
 
 def check_store(path: Path, fields: dict[int, np.ndarray], n_times: int) -> None:
@@ -44,8 +47,11 @@ def test_ingest_on_a_spark_standalone_cluster(tmp_path):
         pytest.skip("a local SparkContext from another test module is still running in this process")
     fields = write_archive(tmp_path / "src", 9, missing=(5,))
     with spark_standalone(tmp_path / "spark", n_workers=2) as master:
-        config = ingest_config(tmp_path / "src", tmp_path / "s.zarr", {
-            "name": "spark", "spark": {"master": master, "executor_memory": "512m", "executor_cores": 1}})
+        config = ingest_config(
+            tmp_path / "src",
+            tmp_path / "s.zarr",
+            {"name": "spark", "spark": {"master": master, "executor_memory": "512m", "executor_cores": 1}},
+        )
         summary = run_ingest(config, progress=False)
         assert SparkContext._active_spark_context is None  # the engine stopped the session it started
     assert summary.ok and summary.counts["ingested"] == 8
@@ -57,8 +63,9 @@ def test_ingest_on_a_spark_standalone_cluster(tmp_path):
 def test_ingest_on_a_dask_cluster(tmp_path):
     fields = write_archive(tmp_path / "src", 9, missing=(2,))
     with dask_cluster(tmp_path / "dask", n_workers=2) as address:
-        summary = run_ingest(ingest_config(tmp_path / "src", tmp_path / "d.zarr",
-                                           {"name": "dask", "address": address}), progress=False)
+        summary = run_ingest(
+            ingest_config(tmp_path / "src", tmp_path / "d.zarr", {"name": "dask", "address": address}), progress=False
+        )
         from dask.distributed import Client
 
         with Client(address) as client:

@@ -17,8 +17,11 @@ runner = CliRunner()
 def run(tmp_path: Path, command: str, config: dict, *extra: str):
     path = tmp_path / f"{command}.yaml"
     path.write_text(yaml.safe_dump(config))
-    args = [command, "--config", str(path), *extra] if command != "synth" else \
-        [command, str(tmp_path / "archive"), "--config", str(path), *extra]
+    args = (
+        [command, "--config", str(path), *extra]
+        if command != "synth"
+        else [command, str(tmp_path / "archive"), "--config", str(path), *extra]
+    )
     result = runner.invoke(app, args)
     return result, path
 
@@ -28,9 +31,12 @@ def flat(text: str) -> str:
 
 
 INGEST = {"source": {"paths": ["SRC"]}, "store": {"path": "STORE"}}
-TRAIN = {"data": {"stores": ["STORE"], "crop_size": 32}, "model": {"hidden_channels": [4, 8], "kernel_sizes": [3, 3],
-                                                                    "downsample": [2], "stem_channels": 4},
-         "optim": {"max_steps": 2, "num_workers": 0}, "run": {"out_dir": "RUNS", "name": "t"}}
+TRAIN = {
+    "data": {"stores": ["STORE"], "crop_size": 32},
+    "model": {"hidden_channels": [4, 8], "kernel_sizes": [3, 3], "downsample": [2], "stem_channels": 4},
+    "optim": {"max_steps": 2, "num_workers": 0},
+    "run": {"out_dir": "RUNS", "name": "t"},
+}
 CASES = [
     ("ingest", INGEST, ("store", "chunk_time"), "many", "store.chunk_time"),  # wrong type
     ("ingest", INGEST, ("store", "chunk_tme"), 4, "store.chunk_tme: unknown key"),  # unknown key
@@ -51,18 +57,25 @@ def test_bad_config_stops_before_work_naming_key_and_file(tmp_path, command, bas
     store = tmp_path / "store.zarr"
     write_mock_store(str(store), n_times=24, shape=(32, 32))
     (tmp_path / "src").mkdir()
-    config = yaml.safe_load(yaml.safe_dump(base).replace("STORE", str(store)).replace("SRC", str(tmp_path / "src"))
-                            .replace("RUNS", str(tmp_path / "runs")).replace("NOWHERE", str(tmp_path / "nowhere")))
+    config = yaml.safe_load(
+        yaml.safe_dump(base)
+        .replace("STORE", str(store))
+        .replace("SRC", str(tmp_path / "src"))
+        .replace("RUNS", str(tmp_path / "runs"))
+        .replace("NOWHERE", str(tmp_path / "nowhere"))
+    )
     node = config
     for part in key[:-1]:
         node = node.setdefault(part, {})
-    node[key[-1]] = value if not isinstance(value, list) else [str(v).replace("NOWHERE", str(tmp_path / "nowhere"))
-                                                               for v in value]
+    node[key[-1]] = (
+        value if not isinstance(value, list) else [str(v).replace("NOWHERE", str(tmp_path / "nowhere")) for v in value]
+    )
     before = sorted(p.name for p in tmp_path.iterdir())
     result, path = run(tmp_path, command, config)
     output = flat(result.output + str(result.stderr_bytes or b"", "utf-8", "ignore"))
     assert result.exit_code == 2, output
     assert expected in output and path.name in output, output
     assert "Traceback" not in output
-    assert sorted(p.name for p in tmp_path.iterdir()) == before + [path.name] or \
-        sorted(p.name for p in tmp_path.iterdir()) == sorted(before + [path.name])  # nothing else was made
+    assert sorted(p.name for p in tmp_path.iterdir()) == before + [path.name] or sorted(
+        p.name for p in tmp_path.iterdir()
+    ) == sorted(before + [path.name])  # nothing else was made

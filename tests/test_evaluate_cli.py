@@ -15,8 +15,9 @@ from tests.predict_helpers import write_checkpoint
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return write_mock_store(str(tmp_path_factory.mktemp("eval") / "mock.zarr"), n_times=30, shape=(64, 64),
-                            missing=(12,))
+    return write_mock_store(
+        str(tmp_path_factory.mktemp("eval") / "mock.zarr"), n_times=30, shape=(64, 64), missing=(12,)
+    )
 
 
 def invoke(*args):
@@ -26,8 +27,21 @@ def invoke(*args):
 def test_evaluate_scores_model_and_baselines(store, tmp_path):
     ckpt = write_checkpoint(tmp_path / "m.pt")
     out = tmp_path / "scores"
-    done = invoke("evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", out, "--leads", "3",
-                  "--max-starts", "4", "--stride", "2")
+    done = invoke(
+        "evaluate",
+        "--checkpoint",
+        ckpt,
+        "--store",
+        store.path,
+        "--out",
+        out,
+        "--leads",
+        "3",
+        "--max-starts",
+        "4",
+        "--stride",
+        "2",
+    )
     assert done.exit_code == 0, done.output
     assert sorted(p.name for p in out.iterdir()) == ["scores.json", "scores.md", "scores.png"]
     scores = json.loads((out / "scores.json").read_text())
@@ -44,11 +58,33 @@ def test_evaluate_checks_the_checkpoint_against_the_store(store, tmp_path):
     ckpt = write_checkpoint(tmp_path / "m.pt", time_step_s=600)
     done = invoke("evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", tmp_path / "s")
     assert done.exit_code == 2 and "600" in done.output and "300" in done.output
-    bad = invoke("evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", tmp_path / "s",
-                 "--baselines", "persistence,nope")
+    bad = invoke(
+        "evaluate",
+        "--checkpoint",
+        ckpt,
+        "--store",
+        store.path,
+        "--out",
+        tmp_path / "s",
+        "--baselines",
+        "persistence,nope",
+    )
     assert bad.exit_code != 0 and "available: extrapolation, persistence" in bad.output
     assert not (tmp_path / "s").exists()
-    stated = invoke("evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", tmp_path / "s", "--leads", "2",
-                    "--max-starts", "2", "--input-time-step", "300")
+    stated = invoke(
+        "evaluate",
+        "--checkpoint",
+        ckpt,
+        "--store",
+        store.path,
+        "--out",
+        tmp_path / "s",
+        "--leads",
+        "2",
+        "--max-starts",
+        "2",
+        "--input-time-step",
+        "300",
+    )
     assert stated.exit_code == 0, stated.output
     assert json.loads((tmp_path / "s" / "scores.json").read_text())["lead_minutes"] == [5, 10]

@@ -30,16 +30,23 @@ NOWCAST = [sys.executable, "-m", "nowcast"]
 
 
 def write_config(tmp_path: Path, src: Path, dst: Path, engine: str, name: str) -> Path:
-    config = {"source": {"paths": [str(src)]}, "store": {"path": str(dst), "chunk_time": 2, "chunk_space": 64},
-              "engine": {"name": engine, "n_workers": 2}}
+    config = {
+        "source": {"paths": [str(src)]},
+        "store": {"path": str(dst), "chunk_time": 2, "chunk_space": 64},
+        "engine": {"name": engine, "n_workers": 2},
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
 def start_ingest(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([*NOWCAST, "ingest", "--config", str(config), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [*NOWCAST, "ingest", "--config", str(config), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -97,8 +104,12 @@ def archive(tmp_path_factory):
 def reference(archive, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reference")
     dst = tmp / "ref.zarr"
-    subprocess.run([*NOWCAST, "ingest", "--config", str(write_config(tmp, archive, dst, "serial", "ref")),
-                    "--no-progress"], check=False, capture_output=True, timeout=300)
+    subprocess.run(
+        [*NOWCAST, "ingest", "--config", str(write_config(tmp, archive, dst, "serial", "ref")), "--no-progress"],
+        check=False,
+        capture_output=True,
+        timeout=300,
+    )
     assert store.StoreReader(str(dst)).valid.sum() == 38
     return dst
 
@@ -119,16 +130,18 @@ def test_killed_ingest_resumes_to_the_same_store(engine, archive, reference, tmp
     killed_at = []
     for name, ready in KILL_POINTS.items():
         proc = start_ingest(config)
-        if kill_when(proc, lambda: ready(dst)):
+        if kill_when(proc, lambda ready=ready: ready(dst)):
             killed_at.append(name)
     assert len(killed_at) >= 3, f"only killed at {killed_at}"
     # the lock of the killed run is left behind; the re-run takes it over
-    done = subprocess.run([*NOWCAST, "ingest", "--config", str(config), "--no-progress"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*NOWCAST, "ingest", "--config", str(config), "--no-progress"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 3, done.stdout + done.stderr  # 3: the damaged file is quarantined
     assert_same_store(reference, dst)
-    again = subprocess.run([*NOWCAST, "ingest", "--config", str(config), "--no-progress"],
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [*NOWCAST, "ingest", "--config", str(config), "--no-progress"], capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0 and "nothing new" in again.stdout + again.stderr
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from nowcast.errors import StoreError
 from nowcast.predict.inputs import store_window
-from nowcast.store import StoreReader, create_store, write_mock_store, write_time_chunk, read_layout, open_group
+from nowcast.store import StoreReader, create_store, open_group, read_layout, write_mock_store, write_time_chunk
 from tests.predict_helpers import TINY, write_checkpoint
 
 
@@ -35,8 +35,24 @@ def tmpfs(path: Path, options: str):
 
 
 def predict(ckpt: Path, store: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nowcast", "predict", "--checkpoint", str(ckpt), "--input", str(store),
-                           "--out", str(out), *extra], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nowcast",
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            "--input",
+            str(store),
+            "--out",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,14 @@ MAX_STEPS = 24
 def train_config(tmp_path: Path, store: Path, name: str) -> Path:
     cfg = {
         "data": {"stores": [str(store)], "crop_size": 32, "val_fraction": 0.2, "val_stride": 4, "chunks_in_memory": 1},
-        "model": {"num_input_frames": 3, "num_output_frames": 2, "stem_channels": 4, "hidden_channels": [4, 8],
-                  "kernel_sizes": [3, 3], "downsample": [2]},
+        "model": {
+            "num_input_frames": 3,
+            "num_output_frames": 2,
+            "stem_channels": 4,
+            "hidden_channels": [4, 8],
+            "kernel_sizes": [3, 3],
+            "downsample": [2],
+        },
         "optim": {"lr": 3e-3, "warmup_steps": 2, "max_steps": MAX_STEPS, "batch_size": 2, "num_workers": 0},
         "run": {"out_dir": str(tmp_path / "runs"), "name": name, "log_every": 1, "val_every": 6, "ckpt_every": 2},
     }
@@ -41,8 +47,12 @@ def train_config(tmp_path: Path, store: Path, name: str) -> Path:
 
 
 def run_train(config: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nowcast", "train", "--config", str(config), *extra],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "nowcast", "train", "--config", str(config), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def kill_when(config: Path, ready, resume: bool) -> bool:

@@ -32,13 +32,18 @@ def test_fuzzed_archive(tmp_path):
     knmi = sorted(KNMI_DIR.glob("*.h5"))
     if not knmi:
         pytest.skip("the shared radar data is not checked out")
-    first, second = knmi[: len(knmi) // 2], knmi[len(knmi) // 2:]
+    first, second = knmi[: len(knmi) // 2], knmi[len(knmi) // 2 :]
     dst = tmp_path / "knmi.zarr"
 
     def config(paths):
-        return validate(IngestConfig, {"source": {"paths": [str(p) for p in paths]},
-                                       "store": {"path": str(dst), "chunk_time": 6},
-                                       "engine": {"name": "serial"}})
+        return validate(
+            IngestConfig,
+            {
+                "source": {"paths": [str(p) for p in paths]},
+                "store": {"path": str(dst), "chunk_time": 6},
+                "engine": {"name": "serial"},
+            },
+        )
 
     run_ingest(config(first), progress=False)
     before = store.StoreReader(str(dst))

@@ -19,12 +19,15 @@ from tests.cf_archive import write_archive, write_cf_file
 
 
 def make_config(src: Path, dst: Path, engine: str = "serial", **align) -> IngestConfig:
-    return validate(IngestConfig, {
-        "source": {"paths": [str(src)]},
-        "store": {"path": str(dst), "chunk_time": 4, "chunk_space": 16},
-        "align": align,
-        "engine": {"name": engine, "n_workers": 2},
-    })
+    return validate(
+        IngestConfig,
+        {
+            "source": {"paths": [str(src)]},
+            "store": {"path": str(dst), "chunk_time": 4, "chunk_space": 16},
+            "align": align,
+            "engine": {"name": engine, "n_workers": 2},
+        },
+    )
 
 
 def store_bytes(path: Path) -> dict[str, str]:
@@ -109,8 +112,14 @@ def test_duplicate_time_is_not_written_twice(tmp_path):
 def test_coarsen_and_average_to_coarser_step(tmp_path):
     src = tmp_path / "src"
     fields = write_archive(src, 8, shape=(32, 40), pixel_size=500.0)
-    config = make_config(src, tmp_path / "s.zarr", pixel_size_m=1000.0, time_step_minutes=10,
-                         source_time_step_minutes=5, min_valid_fraction=1.0)
+    config = make_config(
+        src,
+        tmp_path / "s.zarr",
+        pixel_size_m=1000.0,
+        time_step_minutes=10,
+        source_time_step_minutes=5,
+        min_valid_fraction=1.0,
+    )
     summary = run_ingest(config, progress=False)
     reader = store.StoreReader(str(tmp_path / "s.zarr"))
     assert reader.grid.shape == (16, 20) and reader.grid.pixel_size == 1000.0
@@ -118,8 +127,10 @@ def test_coarsen_and_average_to_coarser_step(tmp_path):
     assert str(reader.times[0]) == "2024-06-01T00:00:00" and not reader.valid[0]  # 00:00 alone: incomplete
     assert summary.counts["incomplete"] == 2  # 00:00 and 00:35 (its step ends at 00:40) wait for partners
     assert reader.valid.tolist() == [False, True, True, True]  # the incomplete last step is not kept
+
     def block_mean(a):
         return a.reshape(16, 2, 20, 2).mean(axis=(1, 3))
+
     expected = (block_mean(fields[1]) + block_mean(fields[2])) / 2
     got = reader.read(1, 2)[0]
     np.testing.assert_allclose(got, expected, atol=0.006)

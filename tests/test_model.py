@@ -10,8 +10,14 @@ from nowcast.config import validate
 from nowcast.errors import ConfigError
 from nowcast.model import ConvLSTMCell, ModelConfig, build_model, rain_to_z, z_to_rain
 
-TINY = ModelConfig(num_input_frames=3, num_output_frames=2, stem_channels=4, hidden_channels=[4, 8],
-                   kernel_sizes=[3, 3], downsample=[2])
+TINY = ModelConfig(
+    num_input_frames=3,
+    num_output_frames=2,
+    stem_channels=4,
+    hidden_channels=[4, 8],
+    kernel_sizes=[3, 3],
+    downsample=[2],
+)
 
 
 def rain(b, t, h, w, seed=0):
@@ -83,8 +89,15 @@ def test_tiny_model_overfits_a_short_sequence(advection):
     but keeps its first intensity.
     """
     torch.manual_seed(0)
-    cfg = ModelConfig(num_input_frames=4, num_output_frames=2, stem_channels=8, hidden_channels=[8, 8],
-                      kernel_sizes=[3, 3], downsample=[2], advection=advection)
+    cfg = ModelConfig(
+        num_input_frames=4,
+        num_output_frames=2,
+        stem_channels=8,
+        hidden_channels=[8, 8],
+        kernel_sizes=[3, 3],
+        downsample=[2],
+        advection=advection,
+    )
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     frames = torch.stack([(4 + 2 * t) * torch.exp(-((yy - 16) ** 2 + (xx - 8 - 2 * t) ** 2) / 18) for t in range(6)])
     seq = frames[:, None][None]  # (1, 6, 1, 32, 32)
@@ -111,9 +124,11 @@ def test_config_errors_name_the_key():
 
 
 def test_model_package_imports_torch_only():
-    code = ("import sys, nowcast.model; bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('zarr', 'xarray', 'dask', 'pyspark') or m.startswith(('nowcast.store', 'nowcast.train', "
-            "'nowcast.ingest', 'torch.distributed.run'))]; print(bad); sys.exit(bool(bad))")
+    code = (
+        "import sys, nowcast.model; bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('zarr', 'xarray', 'dask', 'pyspark') or m.startswith(('nowcast.store', 'nowcast.train', "
+        "'nowcast.ingest', 'torch.distributed.run'))]; print(bad); sys.exit(bool(bad))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -158,12 +173,19 @@ def test_cell_steps_and_unroll_match_the_textbook_update():
         torch.testing.assert_close(ours[1][1], c)
         inputs = (x, *cell.parameters(), *(start if state is start else ()))
         loss = lambda out, c_last: (out * torch.linspace(0, 1, 6, dtype=torch.double)).sum() + c_last.pow(2).sum()  # noqa: E731
-        for a, b in zip(torch.autograd.grad(loss(ours[0], ours[1][1]), inputs), torch.autograd.grad(loss(hs, c), inputs)):
+        for a, b in zip(
+            torch.autograd.grad(loss(ours[0], ours[1][1]), inputs), torch.autograd.grad(loss(hs, c), inputs)
+        ):
             torch.testing.assert_close(a, b)
     h, c = cell(x[:, 0], start)  # one step through forward()
     torch.testing.assert_close(h, textbook(start)[0][:, 0])
-    assert torch.autograd.gradcheck(lambda g, c: _gate_update(g, c), (torch.randn(1, 16, 2, 2, dtype=torch.double,
-                                    requires_grad=True), torch.randn(1, 4, 2, 2, dtype=torch.double, requires_grad=True)))
+    assert torch.autograd.gradcheck(
+        lambda g, c: _gate_update(g, c),
+        (
+            torch.randn(1, 16, 2, 2, dtype=torch.double, requires_grad=True),
+            torch.randn(1, 4, 2, 2, dtype=torch.double, requires_grad=True),
+        ),
+    )
 
 
 def _gate_update(gates, c):

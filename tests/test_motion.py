@@ -22,13 +22,15 @@ def _translated_rain(steps: int, size: int = 192, margin: int = 48, seed: int = 
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(1, 1, size + 2 * margin, size + 2 * margin, generator=gen)
     kernel = torch.exp(-0.5 * (torch.arange(-12, 13.0) / 4) ** 2)
-    smooth = torch.nn.functional.conv2d(noise, (kernel[:, None] * kernel[None]).div(kernel.sum() ** 2)[None, None], padding=12)
+    smooth = torch.nn.functional.conv2d(
+        noise, (kernel[:, None] * kernel[None]).div(kernel.sum() ** 2)[None, None], padding=12
+    )
     smooth = smooth[0, 0] / smooth.std()
     field = (10 * (smooth - 0.3)).clamp(min=0) ** 1.3
     frames = []
     for t in range(steps):
         dx, dy = int(margin - STEP[0] * t), int(margin - STEP[1] * t)
-        frames.append(field[dy:dy + size, dx:dx + size])
+        frames.append(field[dy : dy + size, dx : dx + size])
     return torch.stack(frames)
 
 
@@ -53,8 +55,9 @@ def test_more_solve_rounds_converge(size):
     rain = _translated_rain(4, size=size)
     wet = rain[-1] > 0.1
     for rounds in (2, 6):
-        flow = estimate_motion(_z(rain)[None], torch.ones(1, *rain.shape, dtype=torch.bool),
-                               MotionConfig(iterations=rounds))[0]
+        flow = estimate_motion(
+            _z(rain)[None], torch.ones(1, *rain.shape, dtype=torch.bool), MotionConfig(iterations=rounds)
+        )[0]
         error = ((flow - torch.tensor(STEP).view(2, 1, 1)) ** 2).sum(0)[wet].mean().sqrt()
         assert error < 0.35, (rounds, float(error))
 
@@ -91,8 +94,15 @@ def test_no_rain_gives_zero_motion_and_dry_advection():
 def test_untrained_advection_model_is_the_extrapolation(bfloat16):
     """The correction starts near zero: before training the model forecasts the advected last frame."""
     torch.manual_seed(0)
-    cfg = ModelConfig(num_input_frames=4, num_output_frames=3, stem_channels=8, stem_stride=4,
-                      hidden_channels=[8, 8], kernel_sizes=[3, 3], downsample=[2])
+    cfg = ModelConfig(
+        num_input_frames=4,
+        num_output_frames=3,
+        stem_channels=8,
+        stem_stride=4,
+        hidden_channels=[8, 8],
+        kernel_sizes=[3, 3],
+        downsample=[2],
+    )
     assert cfg.advection  # the default
     model = build_model(cfg).eval()
     rain = _translated_rain(4)
@@ -118,8 +128,15 @@ def test_correction_smooths_small_scales_and_offsets_smoothly():
     """The correction's gains act on the advected field: a unit gain at a scale gives that
     scale's blur of it, and an offset field from the coarse layer arrives without pixel noise."""
     torch.manual_seed(0)
-    cfg = ModelConfig(num_input_frames=4, num_output_frames=2, stem_channels=8, stem_stride=4,
-                      hidden_channels=[8, 8], kernel_sizes=[3, 3], downsample=[2])
+    cfg = ModelConfig(
+        num_input_frames=4,
+        num_output_frames=2,
+        stem_channels=8,
+        stem_stride=4,
+        hidden_channels=[8, 8],
+        kernel_sizes=[3, 3],
+        downsample=[2],
+    )
     model = build_model(cfg).eval()
     advected = _z(_translated_rain(2, size=64))[None] + 0.3 * torch.randn(1, 2, 64, 64)  # (1, T, H, W), speckled
     coarse = torch.zeros(1, 2, 1 + len(cfg.smoothing_sigmas_px), 16, 16)
@@ -129,7 +146,7 @@ def test_correction_smooths_small_scales_and_offsets_smoothly():
     ones = torch.ones(1, 1, 64, 64)
     blurred = gaussian_blur(advected[0, :, None], sigma) / gaussian_blur(ones, sigma)
     torch.testing.assert_close(smoothed, blurred[:, 0], atol=1e-5, rtol=0)
-    assert (smoothed.diff(dim=-1).abs().mean() < 0.7 * advected.diff(dim=-1).abs().mean())
+    assert smoothed.diff(dim=-1).abs().mean() < 0.7 * advected.diff(dim=-1).abs().mean()
 
     offset = torch.zeros_like(coarse)
     offset[:, :, 0] = torch.randn(1, 2, 16, 16)  # a rough offset on 4-pixel cells
@@ -141,8 +158,15 @@ def test_correction_smooths_small_scales_and_offsets_smoothly():
 def test_the_models_motion_settings_reach_the_estimate():
     """``model.motion`` is what the model's extrapolation uses, so a checkpoint keeps its motion."""
     torch.manual_seed(0)
-    base = dict(num_input_frames=4, num_output_frames=2, stem_channels=8, stem_stride=4,
-                hidden_channels=[8, 8], kernel_sizes=[3, 3], downsample=[2])
+    base = dict(
+        num_input_frames=4,
+        num_output_frames=2,
+        stem_channels=8,
+        stem_stride=4,
+        hidden_channels=[8, 8],
+        kernel_sizes=[3, 3],
+        downsample=[2],
+    )
     rain = _translated_rain(4)
     x = rain[None, :, None]
     z_in = _z(rain)[None]

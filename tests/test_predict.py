@@ -29,8 +29,9 @@ STEP = np.timedelta64(300, "s")
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """24 five-minute frames of 64x64, time 20 missing, no data in the top three rows."""
-    return write_mock_store(str(tmp_path_factory.mktemp("predict") / "mock.zarr"), n_times=24, shape=(64, 64),
-                            missing=(20,))
+    return write_mock_store(
+        str(tmp_path_factory.mktemp("predict") / "mock.zarr"), n_times=24, shape=(64, 64), missing=(20,)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,11 @@ def test_predict_from_store_writes_cf_netcdf(store, ckpt, tmp_path):
     assert ds["crs"].attrs["proj4"] == store.grid.crs and "PROJCRS" in ds["crs"].attrs["crs_wkt"]
     assert json.loads(ds.attrs["model_config"]) == TINY.model_dump(mode="json")
     assert ds.attrs["model_step"] == 123 and ds.attrs["model_checkpoint"] == str(ckpt)
-    assert "leads: null" in ds.attrs["predict_config"] and "precision: float32" in ds.attrs["predict_config"] and "nowcast predict" in ds.attrs["history"]
+    assert (
+        "leads: null" in ds.attrs["predict_config"]
+        and "precision: float32" in ds.attrs["predict_config"]
+        and "nowcast predict" in ds.attrs["history"]
+    )
     # the values are the model's on the last three frames; no data where the last frame has none
     frames = store.read(21, 24)
     with torch.inference_mode():
@@ -98,8 +103,7 @@ def test_gap_in_window_names_missing_times(store, ckpt, tmp_path):
         make_forecast(load_model(ckpt), window, PredictConfig())
     assert str(store.times[20]) in str(e.value) and f"--time {store.times[19]}" in str(e.value)
     out = tmp_path / "f.nc"
-    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time",
-                  str(store.times[22]))
+    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", str(store.times[22]))
     assert done.exit_code == 2 and str(store.times[20]) in done.output and not out.exists()
     bad = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", "noon")
     assert bad.exit_code == 2 and "is not a time" in bad.output
@@ -107,8 +111,19 @@ def test_gap_in_window_names_missing_times(store, ckpt, tmp_path):
 
 def test_fallback_extrapolation_when_frames_missing(store, ckpt, tmp_path):
     out = tmp_path / "f.nc"
-    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time",
-                  str(store.times[22]), "--fallback", "extrapolation")
+    done = invoke(
+        "predict",
+        "--checkpoint",
+        ckpt,
+        "--input",
+        store.path,
+        "--out",
+        out,
+        "--time",
+        str(store.times[22]),
+        "--fallback",
+        "extrapolation",
+    )
     assert done.exit_code == 0, done.output
     ds = xr.open_dataset(out)
     assert ds.attrs["forecast_method"] == "extrapolation" and ds.attrs["fallback"] == 1
@@ -127,8 +142,13 @@ def test_select_window_and_latest_complete():
     assert latest_complete_init(valid, times, 4, times[5]) is None
 
 
-@pytest.mark.parametrize("facts, expected", [({"pixel_size_m": 2000.0}, ("pixel_size_m", "2000", "1000")),
-                                             ({"time_step_s": 600}, ("time_step_s", "600", "300"))])
+@pytest.mark.parametrize(
+    "facts, expected",
+    [
+        ({"pixel_size_m": 2000.0}, ("pixel_size_m", "2000", "1000")),
+        ({"time_step_s": 600}, ("time_step_s", "600", "300")),
+    ],
+)
 def test_checkpoint_mismatch_names_both_values(store, tmp_path, facts, expected):
     ckpt = write_checkpoint(tmp_path / "other.pt", **facts)
     with pytest.raises(CheckpointError) as e:
@@ -143,11 +163,23 @@ def test_a_model_runs_at_the_stated_input_step(store, tmp_path):
     ckpt = write_checkpoint(tmp_path / "m10.pt", time_step_s=600)
     refused = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc")
     assert refused.exit_code == 2 and "--input-time-step 300" in refused.output
-    wrong = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc",
-                   "--input-time-step", "360")
+    wrong = invoke(
+        "predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc", "--input-time-step", "360"
+    )
     assert wrong.exit_code == 2 and "300 s, not the 360 s" in wrong.output and not (tmp_path / "f.nc").exists()
-    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc", "--leads", "2",
-                  "--input-time-step", "300")
+    done = invoke(
+        "predict",
+        "--checkpoint",
+        ckpt,
+        "--input",
+        store.path,
+        "--out",
+        tmp_path / "f.nc",
+        "--leads",
+        "2",
+        "--input-time-step",
+        "300",
+    )
     assert done.exit_code == 0, done.output
     ds = xr.open_dataset(tmp_path / "f.nc")
     np.testing.assert_allclose(ds["lead_time"].values, [5, 10])  # minutes: the input's steps, not the model's
@@ -167,8 +199,17 @@ class _WouldTouch:
 def test_foreign_checkpoints_are_refused_without_running_code(tmp_path):
     marker = tmp_path / "code-ran"
     evil = tmp_path / "evil.pt"
-    torch.save({"format": FORMAT, "version": 1, "model": {}, "step": 0, "config": {"model": {}},
-                "payload": _WouldTouch(marker)}, evil)
+    torch.save(
+        {
+            "format": FORMAT,
+            "version": 1,
+            "model": {},
+            "step": 0,
+            "config": {"model": {}},
+            "payload": _WouldTouch(marker),
+        },
+        evil,
+    )
     with pytest.raises(CheckpointError, match="run code"):
         load_model(evil)
     assert not marker.exists()
@@ -250,7 +291,9 @@ def test_predict_imports_neither_ingest_nor_train():
     import subprocess
     import sys
 
-    code = ("import sys, nowcast.predict, nowcast.predict.raw_input, nowcast.predict.writer; "
-            "print(sorted(m for m in sys.modules if m.startswith(('nowcast.ingest', 'nowcast.train', 'pyspark'))))")
+    code = (
+        "import sys, nowcast.predict, nowcast.predict.raw_input, nowcast.predict.writer; "
+        "print(sorted(m for m in sys.modules if m.startswith(('nowcast.ingest', 'nowcast.train', 'pyspark'))))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -56,8 +56,15 @@ def test_raw_files_are_coarsened_to_the_checkpoint_pixel_size(archive, tmp_path)
     np.testing.assert_allclose(ds["x"].values, -50_000 + 2000 * (np.arange(20) + 0.5))
     expected_mask = np.isnan(coarsen_mean(fields[4], 2, 0.5))
     np.testing.assert_array_equal(np.isnan(ds["rainfall_rate"].values[0]), expected_mask)
-    bad = invoke("predict", "--checkpoint", write_checkpoint(tmp_path / "m1500.pt", pixel_size_m=1500.0),
-                 "--input", folder, "--out", tmp_path / "g.nc")
+    bad = invoke(
+        "predict",
+        "--checkpoint",
+        write_checkpoint(tmp_path / "m1500.pt", pixel_size_m=1500.0),
+        "--input",
+        folder,
+        "--out",
+        tmp_path / "g.nc",
+    )
     assert bad.exit_code == 2 and "1500" in bad.output and "not a whole multiple" in bad.output
 
 
@@ -67,8 +74,9 @@ def test_raw_gap_names_the_missing_file_time(tmp_path):
     ckpt = write_checkpoint(tmp_path / "m.pt")
     done = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", tmp_path / "f.nc")
     assert done.exit_code == 2 and str(START + 3 * STEP) in done.output
-    ok = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", tmp_path / "f.nc",
-                "--time", str(START + 2 * STEP))
+    ok = invoke(
+        "predict", "--checkpoint", ckpt, "--input", folder, "--out", tmp_path / "f.nc", "--time", str(START + 2 * STEP)
+    )
     assert ok.exit_code == 0, ok.output
 
 
@@ -81,8 +89,9 @@ def test_files_at_another_step_need_the_step_stated(tmp_path):
     refused = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", out)
     assert refused.exit_code == 2 and "360 s apart" in refused.output and "--input-time-step 360" in refused.output
     assert not out.exists()
-    done = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", out, "--leads", "2",
-                  "--input-time-step", "360")
+    done = invoke(
+        "predict", "--checkpoint", ckpt, "--input", folder, "--out", out, "--leads", "2", "--input-time-step", "360"
+    )
     assert done.exit_code == 0, done.output
     assert "trained at 300 s steps" in done.output
     ds = xr.open_dataset(out)

@@ -10,12 +10,6 @@ import netCDF4
 import numpy as np
 import pytest
 from pyproj import CRS, Transformer
-from typer.testing import CliRunner
-
-from nowcast.errors import ReaderError
-from nowcast.ingest.config import ReaderOptions
-from nowcast.ingest.readers import available, detect_format, get_reader, read_scan
-from nowcast.scan import Scan
 from readers_helpers import (
     BOM_C10_FILE,
     BOM_CSCN_FILE,
@@ -27,6 +21,12 @@ from readers_helpers import (
     write_cf,
     write_odim,
 )
+from typer.testing import CliRunner
+
+from nowcast.errors import ReaderError
+from nowcast.ingest.config import ReaderOptions
+from nowcast.ingest.readers import available, detect_format, get_reader, read_scan
+from nowcast.scan import Scan
 
 DEFAULT = ReaderOptions()
 
@@ -165,14 +165,16 @@ def test_cf_without_time_dimension_and_km_coordinates_south_up(tmp_path):
 
 def test_cf_flux_and_reflectivity_conversions(tmp_path):
     rain = field()
-    flux = read_scan(write_cf(tmp_path / "f.nc", rain / 3600.0, standard_name="precipitation_flux",
-                              units="kg m-2 s-1"), DEFAULT)
+    flux = read_scan(
+        write_cf(tmp_path / "f.nc", rain / 3600.0, standard_name="precipitation_flux", units="kg m-2 s-1"), DEFAULT
+    )
     np.testing.assert_allclose(flux.rain_rate, rain, rtol=1e-5)
     # Marshall-Palmer: Z = 200 R^1.6, so R = 10 mm/h is 10*log10(200 * 10**1.6) = 39.01 dBZ
     dbz = np.full((4, 4), 10 * np.log10(200 * 10**1.6), dtype=np.float32)
     dbz[0, 0], dbz[0, 1] = -10.0, np.nan
-    scan = read_scan(write_cf(tmp_path / "z.nc", dbz, standard_name="equivalent_reflectivity_factor", units="dBZ"),
-                     DEFAULT)
+    scan = read_scan(
+        write_cf(tmp_path / "z.nc", dbz, standard_name="equivalent_reflectivity_factor", units="dBZ"), DEFAULT
+    )
     assert scan.rain_rate[2, 2] == pytest.approx(10.0, rel=1e-4)
     assert scan.rain_rate[0, 0] == 0.0 and np.isnan(scan.rain_rate[0, 1])  # below 0.01 mm/h: dry
     other = read_scan(tmp_path / "z.nc", ReaderOptions(zr_a=300, zr_b=1.4))
@@ -182,7 +184,9 @@ def test_cf_flux_and_reflectivity_conversions(tmp_path):
 def test_cf_amount_period_from_cell_methods_bounds_or_config(tmp_path):
     amount = field()
     kw = dict(standard_name="precipitation_amount", units="kg m-2")
-    by_methods = write_cf(tmp_path / "m.nc", amount, var_attrs={"cell_methods": "time: sum (interval: 15 minutes)"}, **kw)
+    by_methods = write_cf(
+        tmp_path / "m.nc", amount, var_attrs={"cell_methods": "time: sum (interval: 15 minutes)"}, **kw
+    )
     np.testing.assert_allclose(read_scan(by_methods, DEFAULT).rain_rate, amount * 4, rtol=1e-5)
     bare = write_cf(tmp_path / "bare.nc", amount, **kw)
     with pytest.raises(ReaderError, match="accumulation_minutes") as e:
@@ -200,8 +204,13 @@ def test_cf_amount_period_from_cell_methods_bounds_or_config(tmp_path):
 def test_cf_quantity_picks_among_several_variables(tmp_path):
     rain = field()
     dbz = np.full(rain.shape, 30.0, dtype=np.float32)
-    extra = {"dbz": (("time", "y", "x"), dbz[None], {"standard_name": "equivalent_reflectivity_factor",
-                                                     "units": "dBZ", "grid_mapping": "crs"})}
+    extra = {
+        "dbz": (
+            ("time", "y", "x"),
+            dbz[None],
+            {"standard_name": "equivalent_reflectivity_factor", "units": "dBZ", "grid_mapping": "crs"},
+        )
+    }
     path = write_cf(tmp_path / "two.nc", rain, extra=extra)
     np.testing.assert_array_equal(read_scan(path, DEFAULT).rain_rate, rain)  # rainfall_rate first
     chosen = read_scan(path, ReaderOptions(quantity="dbz")).rain_rate
@@ -210,10 +219,13 @@ def test_cf_quantity_picks_among_several_variables(tmp_path):
         read_scan(path, ReaderOptions(quantity="nope"))
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(grid_mapping=False), "grid_mapping"),
-    (dict(units="furlongs"), "units"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(grid_mapping=False), "grid_mapping"),
+        (dict(units="furlongs"), "units"),
+    ],
+)
 def test_cf_missing_projection_or_bad_units(tmp_path, kw, message):
     path = write_cf(tmp_path / "bad.nc", field(), **kw)
     with pytest.raises(ReaderError, match=message):
@@ -233,9 +245,12 @@ def test_netcdf_classic_is_detected_and_read(tmp_path):
         for name, dim in src.dimensions.items():
             dst.createDimension(name, len(dim))
         for name, var in src.variables.items():
-            out = dst.createVariable(name, "f4" if var.dtype == np.float32 else "f8" if var.dtype.kind == "f"
-                                     else "i4", var.dimensions,
-                                     fill_value=var.getncattr("_FillValue") if "_FillValue" in var.ncattrs() else None)
+            out = dst.createVariable(
+                name,
+                "f4" if var.dtype == np.float32 else "f8" if var.dtype.kind == "f" else "i4",
+                var.dimensions,
+                fill_value=var.getncattr("_FillValue") if "_FillValue" in var.ncattrs() else None,
+            )
             out.setncatts({k: var.getncattr(k) for k in var.ncattrs() if k != "_FillValue"})
             out[...] = var[...]
     assert open(classic, "rb").read(4) == b"CDF\x01"
@@ -252,10 +267,17 @@ def odim_file(tmp_path, **kw):
     acrr_raw = np.array([[65535, 0, 100], [250, 7, 65535]], dtype=np.uint16)
     datasets = [
         {"quantity": b"DBZH", "raw": dbz_raw, "what": {"gain": 0.5, "offset": -32.0, "nodata": 255.0, "undetect": 0.0}},
-        {"quantity": b"ACRR", "raw": acrr_raw,
-         "what": {"gain": 0.01, "offset": 0.0, "nodata": 65535.0, "undetect": 0.0},
-         "dataset_what": {"startdate": b"20240601", "starttime": b"114500",
-                          "enddate": b"20240601", "endtime": b"120000"}},
+        {
+            "quantity": b"ACRR",
+            "raw": acrr_raw,
+            "what": {"gain": 0.01, "offset": 0.0, "nodata": 65535.0, "undetect": 0.0},
+            "dataset_what": {
+                "startdate": b"20240601",
+                "starttime": b"114500",
+                "enddate": b"20240601",
+                "endtime": b"120000",
+            },
+        },
     ]
     return write_odim(tmp_path / "odim.h5", datasets, **kw), dbz_raw, acrr_raw
 
@@ -335,9 +357,15 @@ def test_truncated_real_file_raises_reader_error(tmp_path, source):
     assert path in str(e.value)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (1e30, "above the limit"), (600.0, "above the limit 500"), (-1.0, "negative"), (np.inf, "infinite"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (1e30, "above the limit"),
+        (600.0, "above the limit 500"),
+        (-1.0, "negative"),
+        (np.inf, "infinite"),
+    ],
+)
 def test_implausible_values_are_refused(tmp_path, bad, message):
     rain = field()
     rain[3, 3] = bad

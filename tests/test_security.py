@@ -27,11 +27,16 @@ def test_yaml_python_tags_are_refused_without_running(tmp_path):
 
 
 def test_no_shell_eval_or_unsafe_loading_in_the_package():
-    unsafe = re.compile(r"shell\s*=\s*True|(?<![.\w])eval\(|(?<![.\w])exec\(|yaml\.load\(|yaml\.unsafe_load|weights_only\s*=\s*False"
-                        r"|os\.system\(|pickle\.loads?\((?!pickle\.dumps)")
-    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
-             for path in sorted((ROOT / "nowcast").rglob("*.py"))
-             for n, line in enumerate(path.read_text().splitlines(), 1) if unsafe.search(line)]
+    unsafe = re.compile(
+        r"shell\s*=\s*True|(?<![.\w])eval\(|(?<![.\w])exec\(|yaml\.load\(|yaml\.unsafe_load|weights_only\s*=\s*False"
+        r"|os\.system\(|pickle\.loads?\((?!pickle\.dumps)"
+    )
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in sorted((ROOT / "nowcast").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if unsafe.search(line)
+    ]
     assert found == []
     loads = [p for p in (ROOT / "nowcast").rglob("*.py") if "torch.load(" in p.read_text()]
     for path in loads:
@@ -54,8 +59,9 @@ def test_names_inside_radar_files_never_become_output_paths(tmp_path):
         ds.source = escape
         ds["rainfall_rate"].long_name = escape
     before = set(tmp_path.rglob("*"))
-    config = IngestConfig.model_validate({"source": {"paths": [str(src)]}, "store": {"path": str(tmp_path / "s.zarr")},
-                                          "engine": {"name": "serial"}})
+    config = IngestConfig.model_validate(
+        {"source": {"paths": [str(src)]}, "store": {"path": str(tmp_path / "s.zarr")}, "engine": {"name": "serial"}}
+    )
     assert run_ingest(config, progress=False).counts["ingested"] == 1
     created = set(tmp_path.rglob("*")) - before
     assert created and all(p.is_relative_to(tmp_path / "s.zarr") for p in created), sorted(created)

@@ -58,7 +58,7 @@ def test_forecasts_a_real_knmi_window(shipped):
         pytest.skip(f"KNMI sample data not found under {KNMI}")
     loaded = load_model(shipped)
     n_in = loaded.cfg.num_input_frames
-    scans = [read_scan(str(f)) for f in files[40:40 + n_in]]  # a rainy morning hour, 2010-08-26
+    scans = [read_scan(str(f)) for f in files[40 : 40 + n_in]]  # a rainy morning hour, 2010-08-26
     frames = np.stack([s.rain_rate for s in scans])  # (T_in, 765, 700) mm/h, NaN outside the radars
     torch.set_num_threads(2)
     out = run_model(loaded.model, frames)

@@ -37,11 +37,14 @@ def spark_config(master: str = MASTER, **spark) -> EngineConfig:
 
 
 def ingest_config(src: Path, dst: Path, engine: dict) -> IngestConfig:
-    return validate(IngestConfig, {
-        "source": {"paths": [str(src)]},
-        "store": {"path": str(dst), "chunk_time": 4, "chunk_space": 16},
-        "engine": engine,
-    })
+    return validate(
+        IngestConfig,
+        {
+            "source": {"paths": [str(src)]},
+            "store": {"path": str(dst), "chunk_time": 4, "chunk_space": 16},
+            "engine": engine,
+        },
+    )
 
 
 def fake_java(folder: Path, version_line: str) -> Path:
@@ -176,7 +179,10 @@ def test_spark_and_dask_write_the_same_store(tmp_path, spark_engine):
     fields = write_archive(src, 10, missing=(4,))
     (src / "radar_202406010100.nc").write_bytes(b"not a radar file")  # quarantined by both engines
     stores = {}
-    for name, engine in (("dask", {"name": "dask", "n_workers": 2}), ("spark", {"name": "spark", "spark": {"master": MASTER}})):
+    for name, engine in (
+        ("dask", {"name": "dask", "n_workers": 2}),
+        ("spark", {"name": "spark", "spark": {"master": MASTER}}),
+    ):
         stores[name] = tmp_path / f"{name}.zarr"
         summary = run_ingest(ingest_config(src, stores[name], engine), progress=False)
         assert summary.ok and summary.counts["ingested"] == 9 and summary.counts["quarantined"] == 1
@@ -191,8 +197,10 @@ def test_spark_and_dask_write_the_same_store(tmp_path, spark_engine):
     reader = store.StoreReader(str(stores["spark"]))
     for i, expected in fields.items():
         np.testing.assert_allclose(reader.read(i, i + 1)[0], expected, atol=0.005)
+
     def statuses(path):
         return {Path(p).name: (r.status, r.index) for p, r in manifest.read_manifest(str(path)).items()}
+
     assert statuses(stores["spark"]) == statuses(stores["dask"])
     assert "spark" in store.open_group(str(stores["spark"])).attrs["ingest_config"]
 

@@ -12,8 +12,17 @@ from typer.testing import CliRunner
 from nowcast.cli import app
 from nowcast.config import load_config
 from nowcast.errors import ConfigError, NowcastError
-from nowcast.synth import (SynthConfig, archive_name, generate_fields, missing_times, nodata, scan_times,
-                           synth_grid, wind_series, write_archive)
+from nowcast.synth import (
+    SynthConfig,
+    archive_name,
+    generate_fields,
+    missing_times,
+    nodata,
+    scan_times,
+    synth_grid,
+    wind_series,
+    write_archive,
+)
 
 
 def fields(config: SynthConfig) -> np.ndarray:
@@ -98,9 +107,19 @@ def test_power_spectrum_is_a_realistic_power_law(archive):
 
 
 def test_rain_moves_with_the_configured_wind():
-    config = SynthConfig(n_scans=12, height=128, width=128, seed=5, wind_speed_ms=10.0, wind_direction_deg=60.0,
-                         wind_perturbation=0.0, convective_cell_rate=0.0, n_radars=0, wet_fraction=0.4,
-                         wet_fraction_variability=0.0)
+    config = SynthConfig(
+        n_scans=12,
+        height=128,
+        width=128,
+        seed=5,
+        wind_speed_ms=10.0,
+        wind_direction_deg=60.0,
+        wind_perturbation=0.0,
+        convective_cell_rate=0.0,
+        n_radars=0,
+        wet_fraction=0.4,
+        wet_fraction_variability=0.0,
+    )
     rain = fields(config)
     wind = wind_series(config)
     px_per_ms = config.time_step_s / config.pixel_size_m
@@ -134,14 +153,23 @@ def test_rain_grows_and_decays(archive):
 
 def test_rain_evolves_beyond_translation():
     """Lagrangian decorrelation: once the motion is undone, later scans resemble the first less and less."""
-    config = SynthConfig(n_scans=25, height=128, width=128, seed=2, wind_perturbation=0.0, convective_cell_rate=0.0,
-                         n_radars=0, wet_fraction=0.4, wet_fraction_variability=0.0)
+    config = SynthConfig(
+        n_scans=25,
+        height=128,
+        width=128,
+        seed=2,
+        wind_perturbation=0.0,
+        convective_cell_rate=0.0,
+        n_radars=0,
+        wet_fraction=0.4,
+        wet_fraction_variability=0.0,
+    )
     rain = np.log1p(fields(config))
     wind, px_per_ms = wind_series(config), config.time_step_s / config.pixel_size_m
 
     def moved_correlation(lag: int) -> float:
-        drow = int(round(-wind[1:lag + 1, 1].sum() * px_per_ms))
-        dcol = int(round(wind[1:lag + 1, 0].sum() * px_per_ms))
+        drow = int(round(-wind[1 : lag + 1, 1].sum() * px_per_ms))
+        dcol = int(round(wind[1 : lag + 1, 0].sum() * px_per_ms))
         n = rain.shape[1]
         rows, cols = slice(max(0, -drow), min(n, n - drow)), slice(max(0, -dcol), min(n, n - dcol))
         moved = slice(rows.start + drow, rows.stop + drow), slice(cols.start + dcol, cols.stop + dcol)
@@ -227,16 +255,19 @@ def test_rerun_is_a_no_op_and_another_config_needs_overwrite(tmp_path):
     assert not list(tmp_path.glob(".*part"))
 
 
-@pytest.mark.parametrize("bad, key", [
-    ({"height": -5}, "height"),
-    ({"n_scans": 0}, "n_scans"),
-    ({"pixel_size_m": -1}, "pixel_size_m"),
-    ({"start": "yesterday"}, "start"),
-    ({"n_scans": 10, "n_missing": 9}, "n_missing"),
-    ({"missing_fraction": 0.9}, "missing_fraction"),
-    ({"time_step_minutes": 0.001}, "whole number of seconds"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"height": -5}, "height"),
+        ({"n_scans": 0}, "n_scans"),
+        ({"pixel_size_m": -1}, "pixel_size_m"),
+        ({"start": "yesterday"}, "start"),
+        ({"n_scans": 10, "n_missing": 9}, "n_missing"),
+        ({"missing_fraction": 0.9}, "missing_fraction"),
+        ({"time_step_minutes": 0.001}, "whole number of seconds"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_bad_config_is_refused_with_the_key_named(tmp_path, bad, key):
     path = tmp_path / "synth.yaml"
     path.write_text("\n".join(f"{k}: {v}" for k, v in bad.items()))
@@ -252,8 +283,23 @@ def test_yaml_timestamp_is_accepted(tmp_path):
 
 def test_cli_writes_an_archive(tmp_path):
     out = tmp_path / "archive"
-    result = CliRunner().invoke(app, ["synth", str(out), "--n-scans", "5", "--height", "24", "--width", "32",
-                                      "--seed", "3", "--no-progress", "n_missing=1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "synth",
+            str(out),
+            "--n-scans",
+            "5",
+            "--height",
+            "24",
+            "--width",
+            "32",
+            "--seed",
+            "3",
+            "--no-progress",
+            "n_missing=1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(list(out.glob("synth_*.nc"))) == 4
     saved = load_config(SynthConfig, out / "synth.yaml")

@@ -57,8 +57,16 @@ def test_pixels_without_data_are_never_raised():
 def test_the_model_keeps_the_tail_at_inference_only(heavy_tail_mmh):
     """A model told to smooth everything away keeps the extrapolation's heavy pixels in eval mode."""
     torch.manual_seed(0)
-    cfg = ModelConfig(num_input_frames=4, num_output_frames=2, stem_channels=8, stem_stride=4,
-                      hidden_channels=[8, 8], kernel_sizes=[3, 3], downsample=[2], heavy_tail_mmh=heavy_tail_mmh)
+    cfg = ModelConfig(
+        num_input_frames=4,
+        num_output_frames=2,
+        stem_channels=8,
+        stem_stride=4,
+        hidden_channels=[8, 8],
+        kernel_sizes=[3, 3],
+        downsample=[2],
+        heavy_tail_mmh=heavy_tail_mmh,
+    )
     model = build_model(cfg)
     with torch.no_grad():
         model.correction[-1].bias[len(cfg.smoothing_sigmas_px)] = 1.0  # full blur at the widest scale

@@ -9,25 +9,44 @@ import torch
 
 from nowcast.checkpoint import load_checkpoint, model_from_checkpoint
 from nowcast.config import validate
-from nowcast.model.transform import rain_to_z
 from nowcast.errors import CheckpointError, ConfigError
+from nowcast.model.transform import rain_to_z
 from nowcast.store import write_mock_store
 from nowcast.train.config import TrainConfig
 from nowcast.train.data import build_windows, plan_epoch, resume_position, window_starts
-from nowcast.train.loss import LOSSES, get_loss, hko_weights, score_counts, scores
 from nowcast.train.loop import train
+from nowcast.train.loss import LOSSES, get_loss, hko_weights, score_counts, scores
 
 
 def tiny_config(store, out_dir, **sections):
     data = {"stores": [str(store)], "crop_size": 32, "val_fraction": 0.2, "val_stride": 2, "chunks_in_memory": 1}
     cfg = {
         "data": {**data, **sections.get("data", {})},
-        "model": {"num_input_frames": 3, "num_output_frames": 2, "stem_channels": 4, "hidden_channels": [4, 8],
-                  "kernel_sizes": [3, 3], "downsample": [2], **sections.get("model", {})},
-        "optim": {"lr": 3e-3, "warmup_steps": 2, "max_steps": 6, "batch_size": 2, "num_workers": 0,
-                  **sections.get("optim", {})},
-        "run": {"out_dir": str(out_dir), "name": "t", "log_every": 1, "val_every": 3, "ckpt_every": 3,
-                **sections.get("run", {})},
+        "model": {
+            "num_input_frames": 3,
+            "num_output_frames": 2,
+            "stem_channels": 4,
+            "hidden_channels": [4, 8],
+            "kernel_sizes": [3, 3],
+            "downsample": [2],
+            **sections.get("model", {}),
+        },
+        "optim": {
+            "lr": 3e-3,
+            "warmup_steps": 2,
+            "max_steps": 6,
+            "batch_size": 2,
+            "num_workers": 0,
+            **sections.get("optim", {}),
+        },
+        "run": {
+            "out_dir": str(out_dir),
+            "name": "t",
+            "log_every": 1,
+            "val_every": 3,
+            "ckpt_every": 3,
+            **sections.get("run", {}),
+        },
         "loss": sections.get("loss", {}),
     }
     return validate(TrainConfig, cfg, "test")
@@ -48,7 +67,7 @@ def test_windows_never_cross_an_invalid_time_or_the_validation_border(store, tmp
     train_w, val_w = build_windows([reader], cfg)
     length = cfg.window_length
     val_start = np.flatnonzero(reader.valid)[-int(round(reader.valid.sum() * 0.2))]
-    expected = [s for s in range(64 - length + 1) if reader.valid[s:s + length].all() and s + length <= val_start]
+    expected = [s for s in range(64 - length + 1) if reader.valid[s : s + length].all() and s + length <= val_start]
     assert train_w.start.tolist() == expected  # every valid window, and no other
     assert all(s >= val_start for s in val_w.start) and len(val_w) > 0
     assert window_starts(np.array([True, True, False, True, True, True]), 2).tolist() == [0, 3, 4]
@@ -127,8 +146,13 @@ def test_bad_config_values_stop_with_the_key_named(store, tmp_path):
 def test_checkpoints_are_checked_and_rebuild_the_model(store, tmp_path):
     result = train(tiny_config(store, tmp_path, optim={"max_steps": 3}))
     run_dir = tmp_path / "t"
-    assert {p.name for p in run_dir.iterdir()} >= {"last.pt", "best.pt", "config.yaml", "metrics.csv",
-                                                   "step_00000003.pt"}
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "last.pt",
+        "best.pt",
+        "config.yaml",
+        "metrics.csv",
+        "step_00000003.pt",
+    }
     ckpt = load_checkpoint(run_dir / "last.pt")
     assert ckpt["step"] == 3 and ckpt["config"]["pixel_size_m"] == 1000.0 and ckpt["config"]["time_step_s"] == 300
     assert set(ckpt["metrics"]) >= {"csi_1mm", "mae_mmh", "val_loss"} and len(result["metrics"]["csi_1mm"]) == 2
@@ -159,7 +183,10 @@ def test_checkpoints_are_checked_and_rebuild_the_model(store, tmp_path):
 @pytest.mark.slow
 def test_stop_and_resume_equals_an_uninterrupted_run(store, tmp_path):
     """Two loader workers, stopping mid-epoch: the resumed run must see the same batches."""
-    sections = {"optim": {"max_steps": 12, "batch_size": 4, "num_workers": 2}, "run": {"val_every": 4, "ckpt_every": 100}}
+    sections = {
+        "optim": {"max_steps": 12, "batch_size": 4, "num_workers": 2},
+        "run": {"val_every": 4, "ckpt_every": 100},
+    }
     whole = tiny_config(store, tmp_path / "whole", **sections)
     train(whole)
     parts = tiny_config(store, tmp_path / "parts", **sections)

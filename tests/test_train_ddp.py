@@ -54,8 +54,15 @@ def steps_on_fixed_data(model, cfg, x, y, n=3):
 
 
 def _rank(rank, world, port, cfg, store, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+        OMP_NUM_THREADS="1",
+    )
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(cfg.run.seed)
@@ -74,8 +81,9 @@ def test_ddp_matches_one_process_and_ranks_read_only_their_chunks(tmp_path):
     cfg = tiny_config(store, tmp_path, optim={"batch_size": 4, "num_workers": 2}, run={"val_every": 100})
     train_w, val_w = build_windows([StoreReader(str(store))], cfg)
     plan = plan_epoch(train_w.units([8]), cfg.run.seed, 0, 2, 2, 2)
-    cfg = tiny_config(store, tmp_path, optim={"batch_size": 4, "num_workers": 2, "max_steps": plan.steps},
-                      run={"val_every": 100})  # one epoch (one assignment of chunks to ranks), validation at its end
+    cfg = tiny_config(
+        store, tmp_path, optim={"batch_size": 4, "num_workers": 2, "max_steps": plan.steps}, run={"val_every": 100}
+    )  # one epoch (one assignment of chunks to ranks), validation at its end
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -90,8 +98,10 @@ def test_ddp_matches_one_process_and_ranks_read_only_their_chunks(tmp_path):
 
     read = [{start // 8 for start, _ in np.loadtxt(tmp_path / f"reads{r}.txt", dtype=int, ndmin=2)} for r in (0, 1)]
     val_units = val_w.units([8])
-    owned = [set(np.concatenate(plan.streams[r]).tolist()) | set(np.concatenate(val_streams(val_units, r, 2, 2)).tolist())
-             for r in (0, 1)]
+    owned = [
+        set(np.concatenate(plan.streams[r]).tolist()) | set(np.concatenate(val_streams(val_units, r, 2, 2)).tolist())
+        for r in (0, 1)
+    ]
     assert read[0] and read[1] and not read[0] & read[1]  # disjoint
     assert read[0] <= owned[0] and read[1] <= owned[1]  # each rank only its own chunks
     assert owned[0] | owned[1] == set(train_w.units([8]).tolist()) | set(val_units.tolist())  # together: all
@@ -101,16 +111,27 @@ def test_stop_and_resume_through_torchrun(tmp_path):
     store = tmp_path / "mock.zarr"
     write_mock_store(str(store), n_times=64, shape=(48, 48), chunk_time=8, missing=(20,))
     config = tmp_path / "tiny.yaml"
-    config.write_text(f"data: {{stores: ['{store}'], crop_size: 32, val_fraction: 0.2, chunks_in_memory: 1}}\n"
-                      "model: {num_input_frames: 3, num_output_frames: 2, stem_channels: 4, hidden_channels: [4, 8],"
-                      " kernel_sizes: [3, 3], downsample: [2]}\n"
-                      "optim: {warmup_steps: 2, max_steps: 6, batch_size: 4, num_workers: 0}\n"
-                      "run: {val_every: 100, ckpt_every: 100}\n")
+    config.write_text(
+        f"data: {{stores: ['{store}'], crop_size: 32, val_fraction: 0.2, chunks_in_memory: 1}}\n"
+        "model: {num_input_frames: 3, num_output_frames: 2, stem_channels: 4, hidden_channels: [4, 8],"
+        " kernel_sizes: [3, 3], downsample: [2]}\n"
+        "optim: {warmup_steps: 2, max_steps: 6, batch_size: 4, num_workers: 0}\n"
+        "run: {val_every: 100, ckpt_every: 100}\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def nowcast(*args):
-        cmd = [sys.executable, "-c", "from nowcast.cli import main; main()", "train", "--config", str(config),
-               "--nproc", "2", *args]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from nowcast.cli import main; main()",
+            "train",
+            "--config",
+            str(config),
+            "--nproc",
+            "2",
+            *args,
+        ]
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 

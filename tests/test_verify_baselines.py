@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nowcast.verify.baselines import BASELINES, extrapolation, get_baseline, import_pysteps, make_forecaster, persistence
+from nowcast.verify.baselines import (
+    BASELINES,
+    extrapolation,
+    get_baseline,
+    import_pysteps,
+    make_forecaster,
+    persistence,
+)
 from nowcast.verify.metrics import ScoreAccumulator
 
 KNMI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "radar" / "KNMI" / "2010" / "08"
@@ -17,7 +24,7 @@ KNMI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "radar" 
 
 def moving_blob(n_frames: int, shape=(96, 96), speed=(0.0, 2.0), start=(48.0, 20.0), peak=10.0, sigma=6.0):
     """A Gaussian rain cell (peak mm/h) moving ``speed`` (dy, dx) pixels per step."""
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     frames = []
     for t in range(n_frames):
         cy, cx = start[0] + speed[0] * t, start[1] + speed[1] * t
@@ -88,9 +95,11 @@ def test_import_pysteps_is_quiet():
 
 
 def test_verify_does_not_import_torch_train_or_ingest():
-    code = ("import sys, nowcast.verify, nowcast.verify.report; "
-            "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('nowcast.train', 'nowcast.ingest'))]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, nowcast.verify, nowcast.verify.report; "
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('nowcast.train', 'nowcast.ingest'))]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 

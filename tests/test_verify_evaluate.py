@@ -22,15 +22,16 @@ T_IN, N_LEADS = 3, 4
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """48 five-minute frames of 40x40 with time 20 missing and a no-data strip along the top."""
-    return write_mock_store(str(tmp_path_factory.mktemp("verify") / "mock.zarr"), n_times=48, shape=(40, 40),
-                            missing=(20,))
+    return write_mock_store(
+        str(tmp_path_factory.mktemp("verify") / "mock.zarr"), n_times=48, shape=(40, 40), missing=(20,)
+    )
 
 
 def windows_brute_force(valid, t_in, n_leads):
     """Every start whose window [s - t_in + 1, s + n_leads] is inside the axis, split by validity."""
     whole, broken = [], []
     for s in range(t_in - 1, len(valid) - n_leads):
-        (whole if all(valid[s - t_in + 1:s + n_leads + 1]) else broken).append(s)
+        (whole if all(valid[s - t_in + 1 : s + n_leads + 1]) else broken).append(s)
     return whole, broken
 
 
@@ -46,8 +47,9 @@ def test_select_starts_never_crosses_a_gap():
 
 
 def test_evaluate_skips_gap_and_matches_manual_accumulation(store):
-    result = evaluate(store, {"persistence": make_forecaster("persistence", 1000.0, 300)}, T_IN, N_LEADS,
-                      common_mask=False)
+    result = evaluate(
+        store, {"persistence": make_forecaster("persistence", 1000.0, 300)}, T_IN, N_LEADS, common_mask=False
+    )
     whole, broken = windows_brute_force(store.valid, T_IN, N_LEADS)
     assert result.n_starts == len(whole) and result.n_skipped_gap == len(broken) == T_IN + N_LEADS
     assert result.lead_minutes == [5.0, 10.0, 15.0, 20.0]
@@ -62,8 +64,10 @@ def test_evaluate_skips_gap_and_matches_manual_accumulation(store):
 
 
 def test_evaluate_scores_methods_on_common_pixels(store):
-    forecasters = {name: make_forecaster(name, store.grid.pixel_size, store.layout.time_step_s)
-                   for name in ("persistence", "extrapolation")}
+    forecasters = {
+        name: make_forecaster(name, store.grid.pixel_size, store.layout.time_step_s)
+        for name in ("persistence", "extrapolation")
+    }
     result = evaluate(store, forecasters, T_IN, N_LEADS, start="2024-06-01T00:30", stride=4, max_starts=5)
     assert result.n_starts == 5 and result.first_init_time == "2024-06-01T00:30:00"
     per, ext = result.methods["persistence"], result.methods["extrapolation"]
@@ -73,15 +77,23 @@ def test_evaluate_scores_methods_on_common_pixels(store):
 
 def test_evaluate_without_whole_window_says_why(store):
     with pytest.raises(MissingFramesError, match="no start between"):
-        evaluate(store, {"persistence": make_forecaster("persistence", 1000.0, 300)}, T_IN, N_LEADS,
-                 start="2024-06-01T01:35", end="2024-06-01T01:45")
+        evaluate(
+            store,
+            {"persistence": make_forecaster("persistence", 1000.0, 300)},
+            T_IN,
+            N_LEADS,
+            start="2024-06-01T01:35",
+            end="2024-06-01T01:45",
+        )
     with pytest.raises(ValueError, match="returned shape"):
         evaluate(store, {"bad": lambda frames, n: frames[-1:]}, T_IN, N_LEADS, max_starts=1)
 
 
 def test_reports_written(store, tmp_path):
-    forecasters = {"persistence": make_forecaster("persistence", 1000.0, 300),
-                   "never rains": lambda frames, n: np.zeros((n, *frames.shape[1:]), np.float32)}
+    forecasters = {
+        "persistence": make_forecaster("persistence", 1000.0, 300),
+        "never rains": lambda frames, n: np.zeros((n, *frames.shape[1:]), np.float32),
+    }
     result = evaluate(store, forecasters, T_IN, N_LEADS, max_starts=3)
     paths = write_reports(result, tmp_path / "report")
     scores = json.loads(paths["json"].read_text())  # strict JSON: undefined scores are null
@@ -98,8 +110,22 @@ def test_reports_written(store, tmp_path):
 def test_cli_evaluate_baselines(store, tmp_path):
     out = tmp_path / "cli"
     runner = CliRunner(env={"COLUMNS": "200"})  # one line per message: no wrapping inside the box
-    done = runner.invoke(app, ["evaluate-baselines", "--store", store.path, "--out", str(out), "--leads", "3",
-                               "--max-starts", "2", "--baseline", "persistence"])
+    done = runner.invoke(
+        app,
+        [
+            "evaluate-baselines",
+            "--store",
+            store.path,
+            "--out",
+            str(out),
+            "--leads",
+            "3",
+            "--max-starts",
+            "2",
+            "--baseline",
+            "persistence",
+        ],
+    )
     assert done.exit_code == 0, done.output
     scores = json.loads((out / "scores.json").read_text())
     assert scores["n_starts"] == 2 and list(scores["methods"]) == ["persistence"]

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 
 from nowcast.verify.baselines import import_pysteps
-from nowcast.verify.metrics import (CATEGORICAL_THRESHOLDS_MMH, ScoreAccumulator, categorical_scores,
-                                    fss_window_pixels, threshold_label)
+from nowcast.verify.metrics import (
+    CATEGORICAL_THRESHOLDS_MMH,
+    ScoreAccumulator,
+    categorical_scores,
+    fss_window_pixels,
+    threshold_label,
+)
 
 KNMI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "radar" / "KNMI" / "2010" / "08"
 
@@ -39,7 +44,7 @@ def knmi_pairs():
     # 5-minute accumulations in mm -> mm/h; cropped to keep the test fast
     frames = np.array([importers.import_knmi_hdf5(str(f))[0][200:456, 200:456] * 12.0 for f in files], np.float32)
     assert np.isfinite(frames).any() and np.nanmax(frames) > 5.0, "expected a rainy period"
-    return [(np.repeat(frames[s][None], 3, axis=0), frames[s + 1:s + 4]) for s in (0, 3, 6)]
+    return [(np.repeat(frames[s][None], 3, axis=0), frames[s + 1 : s + 4]) for s in (0, 3, 6)]
 
 
 def common_nan(forecast: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +83,13 @@ def test_scores_match_pysteps(source):
         for k in range(n_leads):
             theirs = cat.det_cat_fct_compute(contabs[t, k], ["CSI", "POD", "FAR"])
             for name in ("CSI", "POD", "FAR"):
-                np.testing.assert_allclose(ours[f"{name}@{label}"][k], theirs[name], rtol=1e-12, equal_nan=True,
-                                           err_msg=f"{name}@{label} lead {k}")
+                np.testing.assert_allclose(
+                    ours[f"{name}@{label}"][k],
+                    theirs[name],
+                    rtol=1e-12,
+                    equal_nan=True,
+                    err_msg=f"{name}@{label} lead {k}",
+                )
     for k in range(n_leads):
         np.testing.assert_allclose(ours["FSS@1"][k], spatial.fss_compute(fss[k]), rtol=1e-9)
         theirs = cont.det_cont_fct_compute(errors[k], ["MAE", "ME"])

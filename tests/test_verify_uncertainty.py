@@ -69,8 +69,10 @@ def test_compare_pairs_the_starts_and_brackets_the_difference():
 
 def test_evaluate_reports_the_first_method_against_the_others(tmp_path):
     store = write_mock_store(str(tmp_path / "mock.zarr"), n_times=40, shape=(40, 40))
-    forecasters = {name: make_forecaster(name, store.grid.pixel_size, store.layout.time_step_s)
-                   for name in ("extrapolation", "persistence")}
+    forecasters = {
+        name: make_forecaster(name, store.grid.pixel_size, store.layout.time_step_s)
+        for name in ("extrapolation", "persistence")
+    }
     result = evaluate(store, forecasters, 3, N_LEADS)
     assert list(result.comparisons) == ["persistence"]
     mae = result.comparisons["persistence"]["MAE"]

@@ -40,7 +40,7 @@ class Crop(Section):
     y_max: float
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Crop":
+    def _ordered(self) -> Crop:
         if self.x_min >= self.x_max or self.y_min >= self.y_max:
             raise ValueError("crop needs x_min < x_max and y_min < y_max")
         return self
@@ -57,7 +57,7 @@ class AlignConfig(Section):
     min_valid_fraction: float = Field(0.5, ge=0, le=1)  # of a coarse pixel's fine pixels, else no data
 
     @model_validator(mode="after")
-    def _steps(self) -> "AlignConfig":
+    def _steps(self) -> AlignConfig:
         if self.source_time_step_minutes is not None:
             ratio = self.time_step_minutes / self.source_time_step_minutes
             if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:

@@ -17,8 +17,8 @@ import os
 import posixpath
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 import fsspec
 

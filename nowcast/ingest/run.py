@@ -66,7 +66,9 @@ def _probe_times(paths: list[str], reader) -> list[tuple[str, str | None, str]]:
     return out
 
 
-def _plan_times(new: list[SourceFile], config: IngestConfig, engine: Engine) -> tuple[dict[str, np.datetime64], list[Record]]:
+def _plan_times(
+    new: list[SourceFile], config: IngestConfig, engine: Engine
+) -> tuple[dict[str, np.datetime64], list[Record]]:
     times: dict[str, np.datetime64] = {}
     to_probe = []
     for src in new:
@@ -90,7 +92,7 @@ def _plan_times(new: list[SourceFile], config: IngestConfig, engine: Engine) -> 
 
 def _probe(paths: list[str], config: IngestConfig, engine: Engine):
     """Read ``paths`` on the engine in batches; yields (path, time or None, reason, grid or None)."""
-    batches = [paths[i:i + PROBE_BATCH] for i in range(0, len(paths), PROBE_BATCH)]
+    batches = [paths[i : i + PROBE_BATCH] for i in range(0, len(paths), PROBE_BATCH)]
     for batch, outcome in engine.map_unordered(_ProbeBatch(config.source.reader), batches):
         if isinstance(outcome, Exception):
             outcome = [(p, None, f"{p}: {outcome}", None) for p in batch]
@@ -116,8 +118,9 @@ def _stored_span(path: str) -> list[np.datetime64]:
     return [valid_times[0], valid_times[-1]] if len(valid_times) else []
 
 
-def _split_outlying_times(times: dict[str, np.datetime64],
-                          anchors: list[np.datetime64]) -> tuple[dict[str, np.datetime64], list[str]]:
+def _split_outlying_times(
+    times: dict[str, np.datetime64], anchors: list[np.datetime64]
+) -> tuple[dict[str, np.datetime64], list[str]]:
     """Split planned times into the trusted ones and files to read before they stretch the axis.
 
     Rows are planned from file names, before files are read; a stray file of another year
@@ -138,8 +141,14 @@ def _split_outlying_times(times: dict[str, np.datetime64],
     return trusted, [p for p in times if p not in trusted]
 
 
-def _check_doubtful(doubtful: list[str], times: dict[str, np.datetime64], source_grid, new: list[SourceFile],
-                    config: IngestConfig, engine: Engine) -> list[Record]:
+def _check_doubtful(
+    doubtful: list[str],
+    times: dict[str, np.datetime64],
+    source_grid,
+    new: list[SourceFile],
+    config: IngestConfig,
+    engine: Engine,
+) -> list[Record]:
     """Read the outlying files; quarantine those unreadable, of another time or another grid."""
     log.info("reading %d files whose times lie weeks away from the rest before planning them", len(doubtful))
     by_path = {s.path: s for s in new}
@@ -166,8 +175,13 @@ def _source_grid_from(new: list[SourceFile], times: dict, config: IngestConfig):
     return None
 
 
-def _layout_for(config: IngestConfig, spatial: SpatialPlan, times: list[np.datetime64], scans_per_step: int,
-                existing: store.StoreLayout | None) -> store.StoreLayout:
+def _layout_for(
+    config: IngestConfig,
+    spatial: SpatialPlan,
+    times: list[np.datetime64],
+    scans_per_step: int,
+    existing: store.StoreLayout | None,
+) -> store.StoreLayout:
     step = int(round(config.align.time_step_minutes * 60))
     if existing is not None:
         problems = []
@@ -178,8 +192,11 @@ def _layout_for(config: IngestConfig, spatial: SpatialPlan, times: list[np.datet
         if existing.chunk_time != config.store.chunk_time:
             problems.append(f"chunk_time {existing.chunk_time} in the store, {config.store.chunk_time} in the config")
         if problems:
-            raise StoreError(f"{config.store.path} does not match this ingest: " + "; ".join(problems)
-                             + ". Ingest into a new store, or align the config with the store.")
+            raise StoreError(
+                f"{config.store.path} does not match this ingest: "
+                + "; ".join(problems)
+                + ". Ingest into a new store, or align the config with the store."
+            )
         return existing
     epoch_steps = [store.to_epoch_s(t) / step for t in times]
     first = int(np.min(np.ceil(epoch_steps) if scans_per_step > 1 else np.round(epoch_steps)))
@@ -217,11 +234,15 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
         exists = _store_exists(path)
         seen = manifest.read_manifest(path) if exists else {}
         new = [s for s in sources if s.path not in seen or seen[s.path].status == INCOMPLETE]
-        changed = [s for s in sources if s.path in seen and seen[s.path].status != INCOMPLETE
-                   and (seen[s.path].size != s.size)]
+        changed = [
+            s for s in sources if s.path in seen and seen[s.path].status != INCOMPLETE and (seen[s.path].size != s.size)
+        ]
         for src in changed:
-            log.warning("%s changed since it was ingested; its time is not written twice (ingest it into a new store "
-                        "to use the new content)", src.path)
+            log.warning(
+                "%s changed since it was ingested; its time is not written twice (ingest it into a new store "
+                "to use the new content)",
+                src.path,
+            )
         summary.n_new = len(new)
         log.info("%d source files, %d already in the store, %d new", len(sources), len(sources) - len(new), len(new))
         if not new:
@@ -233,28 +254,39 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
             records = list(probe_failures)
             anchors = _stored_span(path) if exists else []
             trusted, doubtful = _split_outlying_times(times, anchors)
-            source_grid = (_source_grid_from(new, trusted, config)
-                           or _source_grid_from(new, {p: times[p] for p in doubtful}, config))
+            source_grid = _source_grid_from(new, trusted, config) or _source_grid_from(
+                new, {p: times[p] for p in doubtful}, config
+            )
             if doubtful and source_grid is not None:
                 bad = _check_doubtful(doubtful, times, source_grid, new, config, engine)
                 records += bad
                 times = {p: t for p, t in times.items() if p not in {r.path for r in bad}}
             if source_grid is None:
-                records += [Record(s.path, s.size, s.mtime, QUARANTINED, reason=f"{s.path}: not readable")
-                            for s in new if s.path in times]
+                records += [
+                    Record(s.path, s.size, s.mtime, QUARANTINED, reason=f"{s.path}: not readable")
+                    for s in new
+                    if s.path in times
+                ]
                 if exists:
                     manifest.write_part(path, run_id, "plan", records)
                     manifest.fold_run(path, run_id)
                 _report(summary, records)
-                raise StoreError(f"none of the {len(new)} new files could be read; nothing was written "
-                                 f"(first reason: {records[0].reason if records else 'none'})")
+                raise StoreError(
+                    f"none of the {len(new)} new files could be read; nothing was written "
+                    f"(first reason: {records[0].reason if records else 'none'})"
+                )
             spatial = plan_spatial(source_grid, config.align)
             scans_per_step = 1
             if config.align.source_time_step_minutes:
                 scans_per_step = int(round(config.align.time_step_minutes / config.align.source_time_step_minutes))
             root = store.open_group(path, mode="r+") if exists else None
-            layout = _layout_for(config, spatial, list(times.values()), scans_per_step,
-                                 store.read_layout(root) if root is not None else None)
+            layout = _layout_for(
+                config,
+                spatial,
+                list(times.values()),
+                scans_per_step,
+                store.read_layout(root) if root is not None else None,
+            )
             by_chunk: dict[int, list[FileJob]] = defaultdict(list)
             max_index = -1
             by_path = {s.path: s for s in new}
@@ -262,24 +294,48 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
                 src = by_path[file_path]
                 index = target_index(layout, t, scans_per_step, config.align.time_tolerance_seconds)
                 if index is None or index < 0:
-                    why = ("is not on the time grid" if index is None else
-                           f"is before the store's first time {layout.time_origin}; ingest it into a new store")
-                    records.append(Record(src.path, src.size, src.mtime, QUARANTINED, time=str(t),
-                                          reason=f"{src.path}: time {t} {why}"))
+                    why = (
+                        "is not on the time grid"
+                        if index is None
+                        else f"is before the store's first time {layout.time_origin}; ingest it into a new store"
+                    )
+                    records.append(
+                        Record(
+                            src.path,
+                            src.size,
+                            src.mtime,
+                            QUARANTINED,
+                            time=str(t),
+                            reason=f"{src.path}: time {t} {why}",
+                        )
+                    )
                     continue
                 by_chunk[layout.chunk_of(index)].append(FileJob(src, index))
                 max_index = max(max_index, index)
             if root is None:
-                root = store.create_store(path, layout, max_index + 1, attrs={
-                    "source": ", ".join(config.source.paths), "ingest_config": dump_config(config)})
-                log.info("created %s: %s, %d s step from %s", path, layout.grid.describe(), layout.time_step_s,
-                         layout.time_origin)
+                root = store.create_store(
+                    path,
+                    layout,
+                    max_index + 1,
+                    attrs={"source": ", ".join(config.source.paths), "ingest_config": dump_config(config)},
+                )
+                log.info(
+                    "created %s: %s, %d s step from %s",
+                    path,
+                    layout.grid.describe(),
+                    layout.time_step_s,
+                    layout.time_origin,
+                )
             n_times = store.ensure_length(root, layout, max_index + 1)
             if records:
                 manifest.write_part(path, run_id, "plan", records)
             jobs = _chunk_jobs(by_chunk, seen, sources, layout, n_times, run_id, spatial, scans_per_step, config)
-            log.info("ingesting %d files into %d time chunks with the %s engine", sum(len(j.files) for j in jobs),
-                     len(jobs), engine.name)
+            log.info(
+                "ingesting %d files into %d time chunks with the %s engine",
+                sum(len(j.files) for j in jobs),
+                len(jobs),
+                engine.name,
+            )
             records += _run_jobs(engine, jobs, summary, progress)
             if not summary.failed_chunks:  # rows planned for files that turned out bad are given back
                 store.trim_trailing_missing(root, layout)
@@ -290,9 +346,17 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
     return summary
 
 
-def _chunk_jobs(by_chunk: dict[int, list[FileJob]], seen: dict[str, Record], sources: list[SourceFile],
-                layout: store.StoreLayout, n_times: int, run_id: str, spatial: SpatialPlan, scans_per_step: int,
-                config: IngestConfig) -> list[ChunkJob]:
+def _chunk_jobs(
+    by_chunk: dict[int, list[FileJob]],
+    seen: dict[str, Record],
+    sources: list[SourceFile],
+    layout: store.StoreLayout,
+    n_times: int,
+    run_id: str,
+    spatial: SpatialPlan,
+    scans_per_step: int,
+    config: IngestConfig,
+) -> list[ChunkJob]:
     """One job per time chunk with new files; the chunk's known files go along to rebuild it whole."""
     present = {s.path: s for s in sources}
     known_by_chunk: dict[int, list[Record]] = defaultdict(list)
@@ -309,18 +373,34 @@ def _chunk_jobs(by_chunk: dict[int, list[FileJob]], seen: dict[str, Record], sou
                 known.append(FileJob(src, record.index, known=True))
             else:  # gone or changed since: its row stays as stored, never written twice
                 keep.append(record.index)
-        jobs.append(ChunkJob(
-            store_path=config.store.path, run_id=run_id, chunk=chunk, start=start, stop=stop,
-            files=tuple(known + sorted(new_files, key=lambda f: f.source.path)), layout=layout, spatial=spatial,
-            reader=config.source.reader, scans_per_step=scans_per_step,
-            tolerance_s=config.align.time_tolerance_seconds, keep_rows=tuple(keep)))
+        jobs.append(
+            ChunkJob(
+                store_path=config.store.path,
+                run_id=run_id,
+                chunk=chunk,
+                start=start,
+                stop=stop,
+                files=tuple(known + sorted(new_files, key=lambda f: f.source.path)),
+                layout=layout,
+                spatial=spatial,
+                reader=config.source.reader,
+                scans_per_step=scans_per_step,
+                tolerance_s=config.align.time_tolerance_seconds,
+                keep_rows=tuple(keep),
+            )
+        )
     return jobs
 
 
 def _run_jobs(engine: Engine, jobs: list[ChunkJob], summary: IngestSummary, progress: bool) -> list[Record]:
     records: list[Record] = []
-    columns = (TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("ingest", total=len(jobs))
         for job, outcome in engine.map_unordered(ingest_chunk, jobs):

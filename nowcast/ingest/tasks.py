@@ -88,10 +88,11 @@ def _chunk_error(job: ChunkJob, error: Exception) -> ChunkWriteError:
     return ChunkWriteError(f"chunk {job.chunk} (rows {job.start}-{job.stop - 1}) of {job.store_path}: {error}")
 
 
-def _carry_over(root, job: ChunkJob, rows: list[int], rain: np.ndarray, valid: np.ndarray,
-                stored_valid: np.ndarray) -> None:
+def _carry_over(
+    root, job: ChunkJob, rows: list[int], rain: np.ndarray, valid: np.ndarray, stored_valid: np.ndarray
+) -> None:
     """Copy ``rows`` of the chunk as stored into ``rain``/``valid`` (rows whose files cannot be read now)."""
-    rain[rows] = store.decode_rain(root[store.RAIN][job.start:job.stop])[rows]
+    rain[rows] = store.decode_rain(root[store.RAIN][job.start : job.stop])[rows]
     valid[rows] = stored_valid[rows]
 
 
@@ -106,7 +107,7 @@ def ingest_chunk(job: ChunkJob) -> ChunkResult:
     valid = np.zeros(n_rows, bool)
     try:
         root = store.open_group(job.store_path, mode="r+")
-        stored_valid = np.asarray(root[store.VALID][job.start:job.stop], dtype=bool)
+        stored_valid = np.asarray(root[store.VALID][job.start : job.stop], dtype=bool)
         if job.keep_rows:
             _carry_over(root, job, [i - job.start for i in job.keep_rows], rain, valid, stored_valid)
     except Exception as e:  # noqa: BLE001 - re-raised with the chunk named
@@ -141,13 +142,17 @@ def ingest_chunk(job: ChunkJob) -> ChunkResult:
             continue
         record.index = index
         if index != file.index:
-            record.reason = (f"{src.path}: valid time {scan.time} in the file differs from the time "
-                             f"{job.layout.time_of(file.index)} in its name; rename the file or set "
-                             "source.time_from_name: false")
+            record.reason = (
+                f"{src.path}: valid time {scan.time} in the file differs from the time "
+                f"{job.layout.time_of(file.index)} in its name; rename the file or set "
+                "source.time_from_name: false"
+            )
             continue
         if not scan.grid.same_as(job.spatial.source):
-            record.reason = (f"{src.path}: grid {scan.grid.describe()} differs from the store's source grid "
-                             f"{job.spatial.source.describe()}")
+            record.reason = (
+                f"{src.path}: grid {scan.grid.describe()} differs from the store's source grid "
+                f"{job.spatial.source.describe()}"
+            )
             continue
         row = index - job.start
         if not file.known and (index in keep or (not averaging and counts[row] > 0)):

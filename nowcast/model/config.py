@@ -61,22 +61,24 @@ class ModelConfig(Section):
     max_rain_mmh: float = Field(300.0, gt=0)  # inputs clip here; outputs never exceed it
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ModelConfig":
+    def _consistent(self) -> ModelConfig:
         n = len(self.hidden_channels)
         if any(c < 1 for c in self.hidden_channels):
             raise ValueError(f"hidden_channels must all be >= 1, got {self.hidden_channels}")
         if len(self.kernel_sizes) != n or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
-            raise ValueError(f"kernel_sizes needs one odd size per layer of hidden_channels ({n}), "
-                             f"got {self.kernel_sizes}")
+            raise ValueError(
+                f"kernel_sizes needs one odd size per layer of hidden_channels ({n}), got {self.kernel_sizes}"
+            )
         if len(self.downsample) != n - 1 or any(d < 1 or d > 8 for d in self.downsample):
-            raise ValueError(f"downsample needs {n - 1} factors in 1..8 (one between each pair of layers), "
-                             f"got {self.downsample}")
+            raise ValueError(
+                f"downsample needs {n - 1} factors in 1..8 (one between each pair of layers), got {self.downsample}"
+            )
         if self.max_rain_mmh <= self.dry_threshold_mmh:
             raise ValueError("max_rain_mmh must be larger than dry_threshold_mmh")
         return self
 
     @classmethod
-    def from_saved(cls, saved: dict) -> "ModelConfig":
+    def from_saved(cls, saved: dict) -> ModelConfig:
         """The config recorded in a checkpoint.
 
         ``advection`` and ``heavy_tail_mmh`` missing: off, as before they existed. ``motion`` and

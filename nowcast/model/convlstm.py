@@ -46,8 +46,8 @@ class _GateUpdate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gates: torch.Tensor, c: torch.Tensor | None, n: int) -> State:
         ctx.set_materialize_grads(False)
-        ifo = torch.sigmoid(gates[:, :3 * n])  # (B, 3n, H, W): input, forget, output gates
-        g = torch.tanh(gates[:, 3 * n:])  # (B, n, H, W) candidate
+        ifo = torch.sigmoid(gates[:, : 3 * n])  # (B, 3n, H, W): input, forget, output gates
+        g = torch.tanh(gates[:, 3 * n :])  # (B, n, H, W) candidate
         i, f, o = ifo.chunk(3, 1)
         c_new = torch.mul(i, g)
         if c is not None:
@@ -63,8 +63,9 @@ class _GateUpdate(torch.autograd.Function):
         ifo, g, c, tanh_c = ctx.saved_tensors
         i, f, o = ifo.chunk(3, 1)
         fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format  # as the gates came
-        dgates = torch.empty(ifo.shape[0], 4 * ctx.n, *ifo.shape[2:], dtype=ifo.dtype, device=ifo.device,
-                             memory_format=fmt)  # (B, 4n, H, W)
+        dgates = torch.empty(
+            ifo.shape[0], 4 * ctx.n, *ifo.shape[2:], dtype=ifo.dtype, device=ifo.device, memory_format=fmt
+        )  # (B, 4n, H, W)
         di, df, do, dg = dgates.chunk(4, 1)
         if dh is None:
             dc = dc_new.clone() if dc_new is not None else torch.zeros_like(tanh_c)
@@ -79,7 +80,7 @@ class _GateUpdate(torch.autograd.Function):
             df.zero_()
         else:
             torch.mul(dc, c, out=df)
-        dgates[:, :3 * ctx.n].mul_(ifo - ifo * ifo)  # sigmoid' = s (1 - s)
+        dgates[:, : 3 * ctx.n].mul_(ifo - ifo * ifo)  # sigmoid' = s (1 - s)
         torch.mul(dc, i, out=dg).mul_(torch.mul(g, g).neg_().add_(1))  # tanh' = 1 - t^2
         dc_prev = dc.mul_(f) if c is not None and ctx.needs_input_grad[1] else None
         return dgates, dc_prev, None
@@ -103,7 +104,7 @@ class ConvLSTMCell(nn.Module):
         self.hidden_channels = hidden_channels
         self.conv = nn.Conv2d(in_channels + hidden_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2)
         with torch.no_grad():  # forget gate starts open, so early gradients flow through time
-            self.conv.bias[hidden_channels:2 * hidden_channels].fill_(1.0)
+            self.conv.bias[hidden_channels : 2 * hidden_channels].fill_(1.0)
 
     def init_state(self, like: torch.Tensor) -> State:
         """Zero state matching ``like`` (B, *, H, W) in batch, size, dtype and device."""
@@ -134,7 +135,7 @@ class ConvLSTMCell(nn.Module):
         outputs = []
         for x_t in frames:
             if h is None:  # zero state: only the input half of the weight contributes
-                gates = F.conv2d(x_t, conv.weight[:, :self.in_channels], bias, padding=pad)
+                gates = F.conv2d(x_t, conv.weight[:, : self.in_channels], bias, padding=pad)
             else:
                 gates = conv(h if x_t is None else torch.cat([x_t, h], dim=1))  # (B, 4Ch, H, W)
             h, c = _GateUpdate.apply(gates, c, self.hidden_channels)
@@ -149,16 +150,18 @@ def _per_frame(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _down(channels_in: int, channels_out: int, stride: int) -> nn.Module:
     kernel = 3 if stride == 1 else 2 * stride - 1  # covers the stride with overlap; H -> H / stride
-    return nn.Sequential(nn.Conv2d(channels_in, channels_out, kernel, stride, padding=kernel // 2),
-                         nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(channels_in, channels_out, kernel, stride, padding=kernel // 2), nn.LeakyReLU(0.2, inplace=True)
+    )
 
 
 def _up(channels_in: int, channels_out: int, stride: int) -> nn.Module:
     if stride == 1:
         return nn.Sequential(nn.Conv2d(channels_in, channels_out, 3, padding=1), nn.LeakyReLU(0.2, inplace=True))
     kernel, padding = (2 * stride, stride // 2) if stride % 2 == 0 else (stride + 2, 1)  # H -> H * stride exactly
-    return nn.Sequential(nn.ConvTranspose2d(channels_in, channels_out, kernel, stride, padding),
-                         nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(
+        nn.ConvTranspose2d(channels_in, channels_out, kernel, stride, padding), nn.LeakyReLU(0.2, inplace=True)
+    )
 
 
 class EncoderForecaster(nn.Module):
@@ -172,16 +175,21 @@ class EncoderForecaster(nn.Module):
         self.stem = _down(2, cfg.stem_channels, cfg.stem_stride)
         self.down = nn.ModuleList(_down(hidden[i - 1], hidden[i - 1], strides[i]) for i in range(1, n))
         self.encoder = nn.ModuleList(
-            ConvLSTMCell(cfg.stem_channels if i == 0 else hidden[i - 1], hidden[i], cfg.kernel_sizes[i]) for i in range(n))
+            ConvLSTMCell(cfg.stem_channels if i == 0 else hidden[i - 1], hidden[i], cfg.kernel_sizes[i])
+            for i in range(n)
+        )
         takes_input = [i < n - 1 or (i == 0 and cfg.advection) for i in range(n)]
         self.forecaster = nn.ModuleList(
-            ConvLSTMCell(hidden[i] if takes_input[i] else 0, hidden[i], cfg.kernel_sizes[i]) for i in range(n))
+            ConvLSTMCell(hidden[i] if takes_input[i] else 0, hidden[i], cfg.kernel_sizes[i]) for i in range(n)
+        )
         self.up = nn.ModuleList(_up(hidden[i], hidden[i - 1], strides[i]) for i in range(1, n))
         if cfg.advection:
             self.advected_stem = _down(2, hidden[0], cfg.stem_stride)
             self.correction = nn.Sequential(  # per lead, at layer 0's resolution: offset + one gain per scale
-                nn.Conv2d(hidden[0], hidden[0], 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
-                nn.Conv2d(hidden[0], 1 + len(cfg.smoothing_sigmas_px), 1))
+                nn.Conv2d(hidden[0], hidden[0], 3, padding=1),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(hidden[0], 1 + len(cfg.smoothing_sigmas_px), 1),
+            )
             # tiny, not zero, so every layer gets a gradient from the first step: untrained ~ extrapolation
             nn.init.normal_(self.correction[-1].weight, std=1e-4)
             nn.init.zeros_(self.correction[-1].bias)
@@ -255,14 +263,15 @@ class EncoderForecaster(nn.Module):
         with torch.autocast(advected_z.device.type, enabled=False):
             b, t, h, w = advected_z.shape
             field = advected_z.reshape(b * t, 1, h, w).float()
-            weights = F.interpolate(coefficients.flatten(0, 1).float(), size=(h, w), mode="bilinear",
-                                    align_corners=False)  # (B*T, 1 + S, H, W)
+            weights = F.interpolate(
+                coefficients.flatten(0, 1).float(), size=(h, w), mode="bilinear", align_corners=False
+            )  # (B*T, 1 + S, H, W)
             sigmas = tuple(self.cfg.smoothing_sigmas_px)
             blurs = gaussian_blurs(field, sigmas)
             norms = gaussian_blurs(torch.ones_like(field[:1]), sigmas)  # edge-normalised: no darkening at the border
             out = field
             for k, (blurred, norm) in enumerate(zip(blurs, norms), start=1):
-                out = out + weights[:, k:k + 1].clamp(0, 1) * (blurred / norm - out)
+                out = out + weights[:, k : k + 1].clamp(0, 1) * (blurred / norm - out)
             return (out + weights[:, :1]).view(b, t, 1, h, w)
 
     def _advected(self, z: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:

@@ -64,8 +64,9 @@ def _lucas_kanade(first: torch.Tensor, second: torch.Tensor, flow: torch.Tensor,
         warped = sample(second, grid + flow, padding)
         gx, gy = _gradients(0.5 * (first + warped), cfg.solver)
         gt = warped - first
-        sxx, sxy, syy, sxt, syt = gaussian_blur(torch.cat([gx * gx, gx * gy, gy * gy, gx * gt, gy * gt], 1),
-                                                 cfg.window_sigma).unbind(1)
+        sxx, sxy, syy, sxt, syt = gaussian_blur(
+            torch.cat([gx * gx, gx * gy, gy * gy, gx * gt, gy * gt], 1), cfg.window_sigma
+        ).unbind(1)
         sxx, syy = sxx + cfg.ridge, syy + cfg.ridge
         det = sxx * syy - sxy * sxy
         du = (-syy * sxt + sxy * syt) / det

@@ -18,8 +18,9 @@ from __future__ import annotations
 import torch
 
 
-def keep_heavy_tail(forecast_z: torch.Tensor, advected_z: torch.Tensor, has_data: torch.Tensor,
-                    threshold_z: float) -> torch.Tensor:
+def keep_heavy_tail(
+    forecast_z: torch.Tensor, advected_z: torch.Tensor, has_data: torch.Tensor, threshold_z: float
+) -> torch.Tensor:
     """Raise the forecast's heavy tail to the advected field's, rank for rank.
 
     Args:

@@ -13,6 +13,19 @@ from nowcast.predict.inputs import Frames, Window, select_window, store_window
 from nowcast.predict.loading import LoadedModel, check_data_facts, load_model, resolve_checkpoint
 from nowcast.predict.run import Forecast, make_forecast, predict_to_file
 
-__all__ = ["Forecast", "Frames", "LoadedModel", "PredictConfig", "Window", "check_data_facts", "load_model",
-           "make_forecast", "model_forecaster", "predict_to_file", "resolve_checkpoint", "run_model",
-           "select_window", "store_window"]
+__all__ = [
+    "Forecast",
+    "Frames",
+    "LoadedModel",
+    "PredictConfig",
+    "Window",
+    "check_data_facts",
+    "load_model",
+    "make_forecast",
+    "model_forecaster",
+    "predict_to_file",
+    "resolve_checkpoint",
+    "run_model",
+    "select_window",
+    "store_window",
+]

@@ -29,8 +29,12 @@ class PredictConfig(Section):
 
     def forecast_options(self) -> dict:
         """Keyword arguments of ``run_model``."""
-        return {"tile_size": self.tile_size, "overlap": self.tile_overlap, "max_pixels": self.max_pixels,
-                "bfloat16": self.use_bfloat16()}
+        return {
+            "tile_size": self.tile_size,
+            "overlap": self.tile_overlap,
+            "max_pixels": self.max_pixels,
+            "bfloat16": self.use_bfloat16(),
+        }
 
     def use_bfloat16(self) -> bool:
         if self.precision != "auto":

@@ -17,7 +17,7 @@ gives a value wherever the radar sees now; where it saw nothing, there is nothin
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ def _ramp(size: int, overlap: int, at_start: bool = False, at_end: bool = False)
         if not at_start:
             ramp[:n] = edge
         if not at_end:
-            ramp[size - n:] = edge[::-1]
+            ramp[size - n :] = edge[::-1]
     return ramp
 
 
@@ -73,9 +73,14 @@ def _run(model: EncoderForecaster, rain: np.ndarray, bfloat16: bool = False) -> 
         return model(x)[0, :, 0].float().cpu().numpy()  # (T_out, H, W)
 
 
-def run_model(model: EncoderForecaster, frames: np.ndarray, tile_size: int | None = None,
-              overlap: int = DEFAULT_OVERLAP, max_pixels: int = DEFAULT_MAX_PIXELS,
-              bfloat16: bool = False) -> np.ndarray:
+def run_model(
+    model: EncoderForecaster,
+    frames: np.ndarray,
+    tile_size: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    bfloat16: bool = False,
+) -> np.ndarray:
     """Forecast every lead the model makes, on a domain of any size.
 
     Args:
@@ -119,11 +124,12 @@ def _run_tiled(model: EncoderForecaster, padded: np.ndarray, tile: int, overlap:
     log.info("forecasting %d tiles of %dx%d (overlap %d)", len(rows) * len(cols), th, tw, overlap)
     for r in rows:
         for c in cols:
-            out = _run(model, padded[:, r:r + th, c:c + tw], bfloat16)  # (T_out, th, tw)
-            weight = (_ramp(th, overlap, r == 0, r + th == ph)[:, None]
-                      * _ramp(tw, overlap, c == 0, c + tw == pw)[None, :])  # (th, tw)
-            total[:, r:r + th, c:c + tw] += out * weight
-            norm[r:r + th, c:c + tw] += weight
+            out = _run(model, padded[:, r : r + th, c : c + tw], bfloat16)  # (T_out, th, tw)
+            weight = (
+                _ramp(th, overlap, r == 0, r + th == ph)[:, None] * _ramp(tw, overlap, c == 0, c + tw == pw)[None, :]
+            )  # (th, tw)
+            total[:, r : r + th, c : c + tw] += out * weight
+            norm[r : r + th, c : c + tw] += weight
     return total / norm
 
 
@@ -134,6 +140,7 @@ def model_forecaster(model: EncoderForecaster, **options) -> Callable[[np.ndarra
         model: the network, in eval mode.
         **options: passed to ``run_model`` (tile_size, overlap, max_pixels).
     """
+
     def forecast(frames: np.ndarray, n_leads: int) -> np.ndarray:
         if n_leads > model.cfg.num_output_frames:
             raise ValueError(f"the model forecasts {model.cfg.num_output_frames} leads, {n_leads} asked")

@@ -42,8 +42,10 @@ class Frames:
         object.__setattr__(self, "valid", np.asarray(self.valid, dtype=bool))
         n = len(self.times)
         if self.rain.shape != (n, *self.grid.shape) or self.valid.shape != (n,):
-            raise ValueError(f"frames: rain {self.rain.shape} / valid {self.valid.shape} do not match "
-                             f"{n} times on a {self.grid.shape} grid")
+            raise ValueError(
+                f"frames: rain {self.rain.shape} / valid {self.valid.shape} do not match "
+                f"{n} times on a {self.grid.shape} grid"
+            )
         steps = np.diff(self.times.astype(np.int64))
         if n > 1 and not np.all(steps == self.time_step_s):
             raise ValueError(f"frames: times are not a regular axis of {self.time_step_s} s")
@@ -96,14 +98,16 @@ def frames_from_store(store: StoreReader, num_frames: int, until: Any = None) ->
     last = _last_valid_index(store.valid, store.times, until, store.path)
     first = max(0, last - num_frames + 1)
     rain = store.read(first, last + 1)  # (T, H, W)
-    valid = store.valid[first:last + 1].copy()
+    valid = store.valid[first : last + 1].copy()
     emptied = valid & np.isnan(rain).all(axis=(1, 2))
     if emptied.any():  # ingest never marks an all-no-data scan valid: the store changed under us
-        raise StoreError(f"{store.path}: frames {', '.join(str(t) for t in store.times[first:last + 1][emptied])} "
-                         "are marked valid but read back empty; was the store deleted or rewritten while "
-                         "in use? Run the forecast again once the store is complete")
+        raise StoreError(
+            f"{store.path}: frames {', '.join(str(t) for t in store.times[first : last + 1][emptied])} "
+            "are marked valid but read back empty; was the store deleted or rewritten while "
+            "in use? Run the forecast again once the store is complete"
+        )
     rain[~valid] = np.nan
-    return Frames(store.times[first:last + 1], rain, valid, store.grid, int(store.layout.time_step_s), store.path)
+    return Frames(store.times[first : last + 1], rain, valid, store.grid, int(store.layout.time_step_s), store.path)
 
 
 def _last_valid_index(valid: np.ndarray, times: np.ndarray, until: Any, source: str) -> int:
@@ -113,15 +117,18 @@ def _last_valid_index(valid: np.ndarray, times: np.ndarray, until: Any, source: 
     if until is not None:
         until = np.datetime64(until, "s")
         if until < times[0]:
-            raise MissingFramesError(f"{source}: --time {until} is before the first time {times[0]}; "
-                                     f"choose a time between {times[0]} and {times[-1]}")
+            raise MissingFramesError(
+                f"{source}: --time {until} is before the first time {times[0]}; "
+                f"choose a time between {times[0]} and {times[-1]}"
+            )
         if until > times[-1] + (times[-1] - times[-2] if len(times) > 1 else np.timedelta64(0, "s")):
             log.warning("--time %s is after the newest time %s; forecasting from the newest", until, times[-1])
         stop = int(np.searchsorted(times, until, side="right")) - 1
-    candidates = np.flatnonzero(valid[:stop + 1])
+    candidates = np.flatnonzero(valid[: stop + 1])
     if candidates.size == 0:
-        raise MissingFramesError(f"{source}: no valid frame at or before {until}; the first valid frame is "
-                                 f"{times[np.flatnonzero(valid)[0]]}")
+        raise MissingFramesError(
+            f"{source}: no valid frame at or before {until}; the first valid frame is {times[np.flatnonzero(valid)[0]]}"
+        )
     return int(candidates[-1])
 
 
@@ -162,15 +169,20 @@ def require_complete(window: Window) -> None:
         return
     earlier = window.earlier_complete
     missing = ", ".join(str(t) for t in window.missing)
-    hint = (f"; the latest complete window ends at {earlier} (pass --time {earlier})" if earlier is not None
-            else "; no earlier complete window either")
+    hint = (
+        f"; the latest complete window ends at {earlier} (pass --time {earlier})"
+        if earlier is not None
+        else "; no earlier complete window either"
+    )
     raise MissingFramesError(
         f"{window.frames.source}: the {len(window.frames)} input frames ending at {window.init_time} are not all "
-        f"there: missing {missing}{hint}, or pass --fallback extrapolation")
+        f"there: missing {missing}{hint}, or pass --fallback extrapolation"
+    )
 
 
-def latest_complete_init(valid: np.ndarray, times: np.ndarray, num_input_frames: int,
-                         before: np.datetime64) -> np.datetime64 | None:
+def latest_complete_init(
+    valid: np.ndarray, times: np.ndarray, num_input_frames: int, before: np.datetime64
+) -> np.datetime64 | None:
     """The latest time before ``before`` that ends ``num_input_frames`` consecutive valid steps, or None."""
     valid = np.asarray(valid, bool)
     if len(valid) < num_input_frames:
@@ -197,4 +209,3 @@ def store_window(store: StoreReader, num_input_frames: int, until: Any = None) -
         return window
     earlier = latest_complete_init(store.valid, store.times, num_input_frames, window.init_time)
     return Window(window.frames, window.init_time, window.missing, earlier)
-

@@ -34,8 +34,10 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
         return Path(path)
     shipped = default_checkpoint()
     if not shipped.is_file():
-        raise CheckpointError(f"no --checkpoint given and no shipped model at {shipped}; pass --checkpoint "
-                              "runs/<name>/best.pt (train one with `nowcast train`)")
+        raise CheckpointError(
+            f"no --checkpoint given and no shipped model at {shipped}; pass --checkpoint "
+            "runs/<name>/best.pt (train one with `nowcast train`)"
+        )
     return shipped
 
 
@@ -74,13 +76,25 @@ def load_model(path: str | Path) -> LoadedModel:
     """
     ckpt = load_checkpoint(path)
     model, cfg = model_from_checkpoint(ckpt)
-    log.info("model from %s (step %s): %d input frames, %d leads, size divisor %d", path, ckpt.get("step"),
-             cfg.num_input_frames, cfg.num_output_frames, cfg.multiple)
+    log.info(
+        "model from %s (step %s): %d input frames, %d leads, size divisor %d",
+        path,
+        ckpt.get("step"),
+        cfg.num_input_frames,
+        cfg.num_output_frames,
+        cfg.multiple,
+    )
     return LoadedModel(model, cfg, str(path), int(ckpt.get("step", 0)), dict(ckpt["config"]))
 
 
-def check_data_facts(loaded: LoadedModel, pixel_size_m: float, time_step_s: int, crs: str | None = None,
-                     source: str = "input", input_time_step_s: int | None = None) -> None:
+def check_data_facts(
+    loaded: LoadedModel,
+    pixel_size_m: float,
+    time_step_s: int,
+    crs: str | None = None,
+    source: str = "input",
+    input_time_step_s: int | None = None,
+) -> None:
     """Stop when the input's pixel size or time step differs from what the model was trained on.
 
     A different time step is accepted when the user states it (``input_time_step_s``): the model
@@ -100,27 +114,44 @@ def check_data_facts(loaded: LoadedModel, pixel_size_m: float, time_step_s: int,
         CheckpointError: naming both values of what differs.
     """
     problems = []
-    if loaded.pixel_size_m is not None and not math.isclose(loaded.pixel_size_m, pixel_size_m, rel_tol=1e-6,
-                                                            abs_tol=0.5):
+    if loaded.pixel_size_m is not None and not math.isclose(
+        loaded.pixel_size_m, pixel_size_m, rel_tol=1e-6, abs_tol=0.5
+    ):
         problems.append(f"pixel_size_m: checkpoint {loaded.pixel_size_m:g} m, input {pixel_size_m:g} m")
     step = int(time_step_s)
     if input_time_step_s is not None and input_time_step_s != step:
-        raise CheckpointError(f"{source} has a time step of {step} s, not the {input_time_step_s} s given as "
-                              f"the input's time step")
+        raise CheckpointError(
+            f"{source} has a time step of {step} s, not the {input_time_step_s} s given as the input's time step"
+        )
     if loaded.time_step_s is not None and loaded.time_step_s != step:
         if input_time_step_s is None:
-            problems.append(f"time_step_s: checkpoint {loaded.time_step_s} s, input {step} s (to run this model at "
-                            f"the input's step anyway, pass --input-time-step {step})")
+            problems.append(
+                f"time_step_s: checkpoint {loaded.time_step_s} s, input {step} s (to run this model at "
+                f"the input's step anyway, pass --input-time-step {step})"
+            )
         else:
-            log.warning("%s was trained at %d s steps and now runs at %s's %d s: each lead is %d s; the skill "
-                        "it learned per step is only approximately right at this one", loaded.path,
-                        loaded.time_step_s, source, step, step)
+            log.warning(
+                "%s was trained at %d s steps and now runs at %s's %d s: each lead is %d s; the skill "
+                "it learned per step is only approximately right at this one",
+                loaded.path,
+                loaded.time_step_s,
+                source,
+                step,
+                step,
+            )
     if problems:
-        raise CheckpointError(f"{loaded.path} does not match {source}: " + "; ".join(problems)
-                              + ". Use a checkpoint trained on this resolution, or ingest the input at it")
+        raise CheckpointError(
+            f"{loaded.path} does not match {source}: "
+            + "; ".join(problems)
+            + ". Use a checkpoint trained on this resolution, or ingest the input at it"
+        )
     if loaded.pixel_size_m is None or loaded.time_step_s is None:
         log.warning("%s records no pixel_size_m/time_step_s; cannot check it fits %s", loaded.path, source)
     trained_crs = loaded.config.get("crs")
     if crs is not None and trained_crs and str(trained_crs).strip() != crs.strip():
-        log.info("%s was trained on CRS %r, the input has %r: fine for a convolutional model at the same "
-                 "pixel size", loaded.path, trained_crs, crs)
+        log.info(
+            "%s was trained on CRS %r, the input has %r: fine for a convolutional model at the same pixel size",
+            loaded.path,
+            trained_crs,
+            crs,
+        )

@@ -29,8 +29,9 @@ def precip_colormap() -> tuple[Any, Any]:
     """(cmap, norm): a ListedColormap and BoundaryNorm over ``LEVELS_MMH``; NaN grey, dry white."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
-    cmap = ListedColormap(COLOURS[:-1], name="nowcast_precip").with_extremes(over=COLOURS[-1], under="white",
-                                                                             bad=NO_DATA)
+    cmap = ListedColormap(COLOURS[:-1], name="nowcast_precip").with_extremes(
+        over=COLOURS[-1], under="white", bad=NO_DATA
+    )
     return cmap, BoundaryNorm(LEVELS_MMH, cmap.N)
 
 
@@ -41,8 +42,10 @@ def _observed_title(time: np.datetime64, valid: bool) -> str:
 def _panels(forecast: Any, n_obs: int = 3) -> list[tuple[str, np.ndarray]]:
     """(title, field) for the last observed frames and up to MAX_PANEL_LEADS evenly spread leads."""
     frames = forecast.window.frames
-    panels = [(_observed_title(t, ok), rain) for t, rain, ok in
-              zip(frames.times[-n_obs:], frames.rain[-n_obs:], frames.valid[-n_obs:])]
+    panels = [
+        (_observed_title(t, ok), rain)
+        for t, rain, ok in zip(frames.times[-n_obs:], frames.rain[-n_obs:], frames.valid[-n_obs:])
+    ]
     n = len(forecast.rain)
     picks = np.unique(np.linspace(0, n - 1, min(n, MAX_PANEL_LEADS)).round().astype(int))
     for k in picks:
@@ -52,8 +55,9 @@ def _panels(forecast: Any, n_obs: int = 3) -> list[tuple[str, np.ndarray]]:
 
 
 def _draw(ax, field: np.ndarray, extent_km: tuple[float, ...], title: str, cmap, norm):
-    image = ax.imshow(np.ma.masked_invalid(field), cmap=cmap, norm=norm, extent=extent_km, origin="upper",
-                      interpolation="nearest")
+    image = ax.imshow(
+        np.ma.masked_invalid(field), cmap=cmap, norm=norm, extent=extent_km, origin="upper", interpolation="nearest"
+    )
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
     return image
@@ -102,10 +106,11 @@ def plot_panel(forecast: Any, path: str | Path) -> Path:
     image = None
     for ax, (title, field) in zip(axes, panels):
         image = _draw(ax, field, extent, title, cmap, norm)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    fig.colorbar(image, ax=list(axes), label="rain rate (mm/h)", ticks=LEVELS_MMH, extend="max", shrink=0.8,
-                 format="%g")
+    fig.colorbar(
+        image, ax=list(axes), label="rain rate (mm/h)", ticks=LEVELS_MMH, extend="max", shrink=0.8, format="%g"
+    )
     method = "ConvLSTM" if forecast.method == "model" else f"{forecast.method} (fallback)"
     fig.suptitle(f"nowcast from {str(forecast.init_time)[:16]} UTC: {method}; x, y in km; grey = no data")
     return _atomic(Path(path), ".png", lambda p: fig.savefig(p, format="png", dpi=90))
@@ -129,8 +134,10 @@ def plot_animation(forecast: Any, path: str | Path, fps: float = 2.0) -> Path:
     cmap, norm = precip_colormap()
     frames = forecast.window.frames
     sequence = [(_observed_title(t, ok), rain) for t, rain, ok in zip(frames.times, frames.rain, frames.valid)]
-    sequence += [(f"forecast +{lead:g} min, {str(t)[:16]}", rain)
-                 for lead, t, rain in zip(forecast.lead_minutes, forecast.valid_times, forecast.rain)]
+    sequence += [
+        (f"forecast +{lead:g} min, {str(t)[:16]}", rain)
+        for lead, t, rain in zip(forecast.lead_minutes, forecast.valid_times, forecast.rain)
+    ]
     fig = Figure(figsize=(5.5, 4.6), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
@@ -154,7 +161,9 @@ def plot_forecast(forecast: Any, out: str | Path) -> dict[str, Path]:
         {"png": path, "gif": path}.
     """
     out = Path(out)
-    paths = {"png": plot_panel(forecast, out.with_suffix(".png")),
-             "gif": plot_animation(forecast, out.with_suffix(".gif"))}
+    paths = {
+        "png": plot_panel(forecast, out.with_suffix(".png")),
+        "gif": plot_animation(forecast, out.with_suffix(".gif")),
+    }
     log.info("pictures: %s, %s", paths["png"], paths["gif"])
     return paths

@@ -12,8 +12,9 @@ read, or whose time or grid does not fit, is skipped with a warning and its time
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,11 @@ SKIP_SUFFIXES = (".tmp", ".part", ".yaml", ".json", ".md", ".txt", ".png", ".gif
 def list_files(folder: str | Path) -> list[str]:
     """Every visible file under ``folder`` (recursively), sorted; temporary and side files left out."""
     folder = Path(folder)
-    files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-             and not p.name.endswith(SKIP_SUFFIXES)]
+    files = [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(SKIP_SUFFIXES)
+    ]
     if not files:
         raise MissingFramesError(f"{folder}: no radar files in this folder")
     return [str(p) for p in sorted(files)]
@@ -42,8 +46,14 @@ def _snap(time: np.datetime64, step_s: int, tolerance_s: float) -> np.datetime64
     return np.datetime64(snapped, "s") if abs(seconds - snapped) <= tolerance_s else None
 
 
-def _pick_by_name(paths: Sequence[str], time_of_name: Callable[[str], Any], num_frames: int, step_s: int,
-                  until: np.datetime64 | None, tolerance_s: float) -> list[str]:
+def _pick_by_name(
+    paths: Sequence[str],
+    time_of_name: Callable[[str], Any],
+    num_frames: int,
+    step_s: int,
+    until: np.datetime64 | None,
+    tolerance_s: float,
+) -> list[str]:
     """Files whose name-time falls in the last ``num_frames`` steps up to ``until``; unnamed files all kept."""
     hinted = {p: time_of_name(p) for p in paths}
     named = {p: np.datetime64(t, "s") for p, t in hinted.items() if t is not None}
@@ -58,9 +68,16 @@ def _pick_by_name(paths: Sequence[str], time_of_name: Callable[[str], Any], num_
     return sorted([p for p, t in named.items() if t >= oldest] + unnamed)
 
 
-def frames_from_files(paths: Sequence[str], read: Callable[[str], Scan], time_step_s: int, num_frames: int,
-                      until: Any = None, time_of_name: Callable[[str], Any] | None = None,
-                      tolerance_s: float = 60.0, source: str = "") -> Frames:
+def frames_from_files(
+    paths: Sequence[str],
+    read: Callable[[str], Scan],
+    time_step_s: int,
+    num_frames: int,
+    until: Any = None,
+    time_of_name: Callable[[str], Any] | None = None,
+    tolerance_s: float = 60.0,
+    source: str = "",
+) -> Frames:
     """Read raw radar files into the same ``Frames`` a store gives.
 
     Args:
@@ -95,8 +112,9 @@ def frames_from_files(paths: Sequence[str], read: Callable[[str], Scan], time_st
         raw_times.append(scan.time)
         snapped = _snap(scan.time, time_step_s, tolerance_s)
         if snapped is None:
-            log.warning("skipped %s: its time %s is more than %g s from a %d s step", path, scan.time,
-                        tolerance_s, time_step_s)
+            log.warning(
+                "skipped %s: its time %s is more than %g s from a %d s step", path, scan.time, tolerance_s, time_step_s
+            )
             continue
         if until is not None and snapped > until:
             continue
@@ -104,8 +122,10 @@ def frames_from_files(paths: Sequence[str], read: Callable[[str], Scan], time_st
         if snapped not in scans or offset < scans[snapped][0]:
             scans[snapped] = (offset, scan)
     if not scans:
-        raise MissingFramesError(f"{source or 'input'}: no readable radar file at or before "
-                                 f"{until if until is not None else 'now'} ({len(paths)} files tried)")
+        raise MissingFramesError(
+            f"{source or 'input'}: no readable radar file at or before "
+            f"{until if until is not None else 'now'} ({len(paths)} files tried)"
+        )
     _check_spacing(np.array(sorted(raw_times), dtype="datetime64[s]"), time_step_s, source)
     newest = max(scans)
     grid = scans[newest][1].grid
@@ -117,8 +137,12 @@ def frames_from_files(paths: Sequence[str], read: Callable[[str], Scan], time_st
             continue
         scan = scans[t][1]
         if not scan.grid.same_as(grid):
-            log.warning("skipped %s: its grid (%s) differs from the newest scan's (%s)", scan.source,
-                        scan.grid.describe(), grid.describe())
+            log.warning(
+                "skipped %s: its grid (%s) differs from the newest scan's (%s)",
+                scan.source,
+                scan.grid.describe(),
+                grid.describe(),
+            )
             continue
         rain[i], valid[i] = scan.rain_rate, True
     log.info("read %d of %d input times from %s", int(valid.sum()), num_frames, source or "files")
@@ -134,14 +158,22 @@ def _check_spacing(times: np.ndarray, time_step_s: int, source: str) -> None:
         return
     spacing = float(gaps[gaps > 0].min())  # the closest pair: missing files widen other gaps, never this one
     if spacing > 1.1 * time_step_s:
-        raise CheckpointError(f"{source}: the radar files are {spacing:g} s apart, the time step is {time_step_s} s; "
-                              f"use files every {time_step_s} s, a checkpoint trained on {spacing:g} s steps, or "
-                              f"pass --input-time-step {spacing:g} to run this one at the files' step")
+        raise CheckpointError(
+            f"{source}: the radar files are {spacing:g} s apart, the time step is {time_step_s} s; "
+            f"use files every {time_step_s} s, a checkpoint trained on {spacing:g} s steps, or "
+            f"pass --input-time-step {spacing:g} to run this one at the files' step"
+        )
 
 
-def raw_window(folder: str | Path, read: Callable[[str], Scan], time_step_s: int | None, num_input_frames: int,
-               until: Any = None, time_of_name: Callable[[str], Any] | None = None,
-               tolerance_s: float = 60.0) -> Window:
+def raw_window(
+    folder: str | Path,
+    read: Callable[[str], Scan],
+    time_step_s: int | None,
+    num_input_frames: int,
+    until: Any = None,
+    time_of_name: Callable[[str], Any] | None = None,
+    tolerance_s: float = 60.0,
+) -> Window:
     """The input window from a folder of raw files (``select_window`` over ``frames_from_files``).
 
     Args:
@@ -158,8 +190,11 @@ def raw_window(folder: str | Path, read: Callable[[str], Scan], time_step_s: int
         MissingFramesError: no usable file.
     """
     if time_step_s is None:
-        raise CheckpointError("the checkpoint records no time_step_s, so raw files cannot be put on its time "
-                              "axis; ingest them into a store and pass the store as --input")
-    frames = frames_from_files(list_files(folder), read, time_step_s, num_input_frames, until, time_of_name,
-                               tolerance_s, source=str(folder))
+        raise CheckpointError(
+            "the checkpoint records no time_step_s, so raw files cannot be put on its time "
+            "axis; ingest them into a store and pass the store as --input"
+        )
+    frames = frames_from_files(
+        list_files(folder), read, time_step_s, num_input_frames, until, time_of_name, tolerance_s, source=str(folder)
+    )
     return select_window(frames, num_input_frames)

@@ -49,8 +49,9 @@ class Forecast:
 def _leads(loaded: LoadedModel, cfg: PredictConfig) -> int:
     most = loaded.cfg.num_output_frames
     if cfg.leads is not None and cfg.leads > most:
-        raise ConfigError(f"leads: the model forecasts {most} lead times, {cfg.leads} asked; use --leads {most} "
-                          "or fewer")
+        raise ConfigError(
+            f"leads: the model forecasts {most} lead times, {cfg.leads} asked; use --leads {most} or fewer"
+        )
     return cfg.leads or most
 
 
@@ -67,7 +68,7 @@ def _fallback(window: Window, n_leads: int) -> tuple[np.ndarray, str]:
     missing = ", ".join(str(t) for t in window.missing)
     note = f"input frames missing ({missing}): optical-flow extrapolation from the last {run} frames"
     log.warning("fallback: %s", note)
-    frames = window.frames.rain[len(valid) - run:]
+    frames = window.frames.rain[len(valid) - run :]
     rain = extrapolation(frames, n_leads, window.frames.grid.pixel_size, window.frames.time_step_s)
     return rain, note
 
@@ -89,12 +90,14 @@ def make_forecast(loaded: LoadedModel, window: Window, cfg: PredictConfig) -> Fo
         ConfigError: more leads asked than the model makes.
     """
     frames = window.frames
-    check_data_facts(loaded, frames.grid.pixel_size, frames.time_step_s, frames.grid.crs, frames.source,
-                     cfg.input_time_step_s)
+    check_data_facts(
+        loaded, frames.grid.pixel_size, frames.time_step_s, frames.grid.crs, frames.source, cfg.input_time_step_s
+    )
     n_leads = _leads(loaded, cfg)
     if len(frames) != loaded.cfg.num_input_frames:
-        raise MissingFramesError(f"{frames.source}: {len(frames)} input frames, the model needs "
-                                 f"{loaded.cfg.num_input_frames}")
+        raise MissingFramesError(
+            f"{frames.source}: {len(frames)} input frames, the model needs {loaded.cfg.num_input_frames}"
+        )
     if not window.complete:
         if cfg.fallback != "extrapolation":
             require_complete(window)
@@ -102,13 +105,19 @@ def make_forecast(loaded: LoadedModel, window: Window, cfg: PredictConfig) -> Fo
         return Forecast(rain, window.init_time, frames.grid, frames.time_step_s, window, "extrapolation", note)
     started = time.perf_counter()
     rain = run_model(loaded.model, frames.rain, **cfg.forecast_options())[:n_leads]
-    log.info("forecast of %d leads from %s on %dx%d in %.2f s", n_leads, window.init_time, *frames.grid.shape,
-             time.perf_counter() - started)
+    log.info(
+        "forecast of %d leads from %s on %dx%d in %.2f s",
+        n_leads,
+        window.init_time,
+        *frames.grid.shape,
+        time.perf_counter() - started,
+    )
     return Forecast(rain, window.init_time, frames.grid, frames.time_step_s, window)
 
 
-def predict_to_file(loaded: LoadedModel, window: Window, cfg: PredictConfig, out: str | Path,
-                    history: str = "") -> dict[str, Any]:
+def predict_to_file(
+    loaded: LoadedModel, window: Window, cfg: PredictConfig, out: str | Path, history: str = ""
+) -> dict[str, Any]:
     """Forecast, write it atomically and, if ``cfg.plot``, the PNG and GIF beside it.
 
     Args:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 ZARR_SUFFIX = ".zarr"
 TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+_METHOD_NAMES = {"model": "ConvLSTM encoder-forecaster"}
 
 
 def check_out_path(out: str | Path) -> Path:
@@ -48,8 +49,9 @@ def check_out_path(out: str | Path) -> Path:
     """
     out = Path(out)
     if out.suffix.lower() not in (*NETCDF_SUFFIXES, ZARR_SUFFIX):
-        raise ConfigError(f"--out {out}: unknown extension {out.suffix!r}; use one of "
-                          f"{', '.join((*NETCDF_SUFFIXES, ZARR_SUFFIX))}")
+        raise ConfigError(
+            f"--out {out}: unknown extension {out.suffix!r}; use one of {', '.join((*NETCDF_SUFFIXES, ZARR_SUFFIX))}"
+        )
     return out
 
 
@@ -86,18 +88,30 @@ def forecast_dataset(forecast: Any, loaded: LoadedModel, cfg: PredictConfig, his
     grid = forecast.grid
     window = forecast.window
     coords = {
-        "time": ("time", forecast.valid_times.astype("datetime64[ns]"),
-                 {"standard_name": "time", "long_name": "valid time", "axis": "T"}),
-        "lead_time": ("time", forecast.lead_minutes,
-                      {"standard_name": "forecast_period", "long_name": "lead time", "units": "minutes"}),
-        "forecast_reference_time": ((), np.datetime64(forecast.init_time, "ns"),
-                                    {"standard_name": "forecast_reference_time",
-                                     "long_name": "time of the last input frame"}),
+        "time": (
+            "time",
+            forecast.valid_times.astype("datetime64[ns]"),
+            {"standard_name": "time", "long_name": "valid time", "axis": "T"},
+        ),
+        "lead_time": (
+            "time",
+            forecast.lead_minutes,
+            {"standard_name": "forecast_period", "long_name": "lead time", "units": "minutes"},
+        ),
+        "forecast_reference_time": (
+            (),
+            np.datetime64(forecast.init_time, "ns"),
+            {"standard_name": "forecast_reference_time", "long_name": "time of the last input frame"},
+        ),
         "y": ("y", grid.y, {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}),
         "x": ("x", grid.x, {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}),
     }
-    rain_attrs = {"units": "mm h-1", "standard_name": "rainfall_rate", "long_name": "forecast rain rate",
-                  "grid_mapping": "crs"}
+    rain_attrs = {
+        "units": "mm h-1",
+        "standard_name": "rainfall_rate",
+        "long_name": "forecast rain rate",
+        "grid_mapping": "crs",
+    }
     data_vars = {
         "rainfall_rate": (("time", "y", "x"), np.asarray(forecast.rain, np.float32), rain_attrs),
         "crs": ((), np.int32(0), crs_attributes(grid.crs)),
@@ -105,7 +119,7 @@ def forecast_dataset(forecast: Any, loaded: LoadedModel, cfg: PredictConfig, his
     attrs = {
         "Conventions": "CF-1.8",
         "title": "radar precipitation nowcast",
-        "source": f"nowcast {__version__}: {'ConvLSTM encoder-forecaster' if forecast.method == 'model' else forecast.method}",
+        "source": f"nowcast {__version__}: {_METHOD_NAMES.get(forecast.method, forecast.method)}",
         "history": f"{np.datetime64('now', 's')}Z: {history or 'nowcast predict'}",
         "forecast_method": forecast.method,
         "fallback": int(forecast.method != "model"),
@@ -131,8 +145,12 @@ def _encoding(ds, zarr: bool) -> dict[str, dict[str, Any]]:
     if not zarr:
         rain.update({"zlib": True, "complevel": 4, "chunksizes": (1, ny, nx)})
     times = {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "int64"}
-    return {"rainfall_rate": rain, "time": dict(times), "forecast_reference_time": dict(times),
-            "lead_time": {"dtype": "float64"}}
+    return {
+        "rainfall_rate": rain,
+        "time": dict(times),
+        "forecast_reference_time": dict(times),
+        "lead_time": {"dtype": "float64"},
+    }
 
 
 def _remove(path: Path) -> None:
@@ -183,8 +201,7 @@ def write_dataset(ds, out: str | Path) -> Path:
     return out
 
 
-def write_forecast(forecast: Any, out: str | Path, loaded: LoadedModel, cfg: PredictConfig,
-                   history: str = "") -> Path:
+def write_forecast(forecast: Any, out: str | Path, loaded: LoadedModel, cfg: PredictConfig, history: str = "") -> Path:
     """Write a forecast (see the module docstring); returns the final path."""
     path = write_dataset(forecast_dataset(forecast, loaded, cfg, history), out)
     log.info("wrote %s: %d leads from %s (%s)", path, len(forecast.rain), forecast.init_time, forecast.method)

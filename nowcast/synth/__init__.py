@@ -16,6 +16,15 @@ from nowcast.synth.fields import generate_fields, missing_times, nodata, scan_ti
 from nowcast.synth.writer import archive_name, crs_attrs, synth_grid, write_archive, write_scan
 
 __all__ = [
-    "SynthConfig", "generate_fields", "missing_times", "nodata", "scan_times", "wind_series",
-    "archive_name", "crs_attrs", "synth_grid", "write_archive", "write_scan",
+    "SynthConfig",
+    "generate_fields",
+    "missing_times",
+    "nodata",
+    "scan_times",
+    "wind_series",
+    "archive_name",
+    "crs_attrs",
+    "synth_grid",
+    "write_archive",
+    "write_scan",
 ]

@@ -8,8 +8,8 @@ with the local wind.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -42,13 +42,20 @@ class Cell:
 class ConvectiveCells:
     """The population of cells on the working domain, advanced one scan at a time."""
 
-    def __init__(self, shape: tuple[int, int], pixel_size_m: float, step_minutes: float,
-                 cells_per_hour_per_10k_km2: float, max_peak_mmh: float, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        pixel_size_m: float,
+        step_minutes: float,
+        cells_per_hour_per_10k_km2: float,
+        max_peak_mmh: float,
+        rng: np.random.Generator,
+    ) -> None:
         self.shape = shape
         self._rng = rng
         self._pixel_km = pixel_size_m / 1000.0
         self._step_minutes = step_minutes
-        self._area_10k_km2 = shape[0] * shape[1] * self._pixel_km ** 2 / 1e4
+        self._area_10k_km2 = shape[0] * shape[1] * self._pixel_km**2 / 1e4
         self._rate_per_step = cells_per_hour_per_10k_km2 * step_minutes / 60.0
         self._max_peak = max_peak_mmh
         self.cells: list[Cell] = []
@@ -67,11 +74,24 @@ class ConvectiveCells:
         life = max(2, int(round((LIFE_MINUTES[0] + u[4] * (LIFE_MINUTES[1] - LIFE_MINUTES[0])) / self._step_minutes)))
         age = int(u[5] * life) if age_fraction else 0
         aspect = ASPECT[0] + u[6] * (ASPECT[1] - ASPECT[0])
-        return Cell(row=row, col=col, sigma_px=max(sigma, 0.7), aspect=aspect, angle=np.pi * u[7], peak_mmh=peak,
-                    life_steps=life, age=age)
+        return Cell(
+            row=row,
+            col=col,
+            sigma_px=max(sigma, 0.7),
+            aspect=aspect,
+            angle=np.pi * u[7],
+            peak_mmh=peak,
+            life_steps=life,
+            age=age,
+        )
 
-    def step(self, velocity_px: Callable[[float, float], tuple[float, float]], latent: np.ndarray,
-             threshold: float, gain: float) -> None:
+    def step(
+        self,
+        velocity_px: Callable[[float, float], tuple[float, float]],
+        latent: np.ndarray,
+        threshold: float,
+        gain: float,
+    ) -> None:
         """Move, age and retire cells, then add the newly born ones.
 
         Args:
@@ -84,8 +104,10 @@ class ConvectiveCells:
         for cell in self.cells:
             drow, dcol = velocity_px(cell.row, cell.col)
             cell.row, cell.col, cell.age = cell.row + drow, cell.col + dcol, cell.age + 1
-            inside = -REACH * cell.sigma_px < cell.row < self.shape[0] + REACH * cell.sigma_px \
+            inside = (
+                -REACH * cell.sigma_px < cell.row < self.shape[0] + REACH * cell.sigma_px
                 and -REACH * cell.sigma_px < cell.col < self.shape[1] + REACH * cell.sigma_px
+            )
             if cell.age < cell.life_steps and inside:
                 alive.append(cell)
         self.cells = alive
@@ -126,6 +148,6 @@ class ConvectiveCells:
             q = ((dr * cos + dc * sin) / major) ** 2 + ((dc * cos - dr * sin) / minor) ** 2
             centre = latent[min(max(int(round(row)), 0), ny - 1), min(max(int(round(col)), 0), nx - 1)]
             texture = np.clip(np.exp(TEXTURE * (latent[r0:r1, c0:c1] - centre)), 0.3, 1.5)
-            core = (cell.peak_mmh * cell.strength()) * np.exp(-0.5 * q ** PROFILE) * texture
+            core = (cell.peak_mmh * cell.strength()) * np.exp(-0.5 * q**PROFILE) * texture
             np.maximum(cores[r0:r1, c0:c1], core.astype(np.float32), out=cores[r0:r1, c0:c1])
         rain += cores

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -56,7 +56,7 @@ class SynthConfig(Section):
         # YAML turns an unquoted timestamp into a datetime: accept it, store naive UTC ISO text.
         if isinstance(value, datetime):
             if value.tzinfo is not None:
-                value = value.astimezone(timezone.utc).replace(tzinfo=None)
+                value = value.astimezone(UTC).replace(tzinfo=None)
             value = value.isoformat()
         if not isinstance(value, str):
             raise ValueError("start must be an ISO time such as 2024-06-01T00:00:00")
@@ -70,14 +70,16 @@ class SynthConfig(Section):
         return str(parsed)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SynthConfig":
+    def _consistent(self) -> SynthConfig:
         seconds = self.time_step_minutes * 60
         if abs(seconds - round(seconds)) > 1e-6:
             raise ValueError(f"time_step_minutes {self.time_step_minutes} is not a whole number of seconds")
         allowed = max(self.n_scans - 2, 0)  # the first and last scans are always written
         if self.n_missing is not None and self.n_missing > allowed:
-            raise ValueError(f"n_missing {self.n_missing} is more than the {allowed} scans that may be "
-                             f"missing (all but the first and last of n_scans={self.n_scans})")
+            raise ValueError(
+                f"n_missing {self.n_missing} is more than the {allowed} scans that may be "
+                f"missing (all but the first and last of n_scans={self.n_scans})"
+            )
         return self
 
     @property

@@ -38,8 +38,13 @@ def nodata_mask(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
     angle0 = rng.uniform(0, 2 * np.pi)
     jitter = rng.normal(0, 0.03 * side, (n, 2))
     ring = 0.0 if n == 1 else RING * side
-    centres = [(ring * np.cos(angle0 + 2 * np.pi * i / n) + jitter[i, 0],
-                ring * np.sin(angle0 + 2 * np.pi * i / n) + jitter[i, 1]) for i in range(n)]
+    centres = [
+        (
+            ring * np.cos(angle0 + 2 * np.pi * i / n) + jitter[i, 0],
+            ring * np.sin(angle0 + 2 * np.pi * i / n) + jitter[i, 1],
+        )
+        for i in range(n)
+    ]
     if config.radar_range_km is not None:
         reach = config.radar_range_km * 1000.0 / config.pixel_size_m
     else:
@@ -48,8 +53,9 @@ def nodata_mask(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
     blocked = [[] for _ in range(n)]
     for s in range(config.blocked_sectors):
         u = rng.random(3)
-        blocked[s % n].append((u[0] * 360.0, SECTOR_DEG[0] + u[1] * (SECTOR_DEG[1] - SECTOR_DEG[0]),
-                               (0.05 + 0.25 * u[2]) * reach))
+        blocked[s % n].append(
+            (u[0] * 360.0, SECTOR_DEG[0] + u[1] * (SECTOR_DEG[1] - SECTOR_DEG[0]), (0.05 + 0.25 * u[2]) * reach)
+        )
     for (crow, ccol), sectors in zip(centres, blocked):
         drow, dcol = rows - crow, cols - ccol
         distance = np.hypot(drow, dcol)

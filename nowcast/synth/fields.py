@@ -13,7 +13,7 @@ and a longer archive starts exactly like a shorter one.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -90,7 +90,9 @@ def rain_from_latent(latent: np.ndarray, threshold: float, gain: float) -> np.nd
     excess = latent - np.float32(threshold)
     rain = np.zeros(latent.shape, dtype=np.float32)
     wet = excess > 0
-    rain[wet] = MIN_RAIN_MMH * np.exp(np.float32(INTENSITY_SCALE * gain) * excess[wet] ** np.float32(INTENSITY_EXPONENT))
+    rain[wet] = MIN_RAIN_MMH * np.exp(
+        np.float32(INTENSITY_SCALE * gain) * excess[wet] ** np.float32(INTENSITY_EXPONENT)
+    )
     return rain
 
 
@@ -116,10 +118,23 @@ def generate_fields(config: SynthConfig) -> Iterator[tuple[np.datetime64, np.nda
     shape = padded_shape((config.height, config.width), config.pixel_size_m, config.largest_scale_km)
     offset = ((shape[0] - config.height) // 2, (shape[1] - config.width) // 2)
     window = (slice(offset[0], offset[0] + config.height), slice(offset[1], offset[1] + config.width))
-    field = LatentField(shape, config.pixel_size_m, config.spectral_slope, config.largest_scale_km,
-                        config.lifetime_minutes_100km, config.time_step_minutes, np.random.default_rng(latent_seed))
-    cells = ConvectiveCells(shape, config.pixel_size_m, config.time_step_minutes, config.convective_cell_rate,
-                            config.max_cell_rain_mmh, np.random.default_rng(cells_seed))
+    field = LatentField(
+        shape,
+        config.pixel_size_m,
+        config.spectral_slope,
+        config.largest_scale_km,
+        config.lifetime_minutes_100km,
+        config.time_step_minutes,
+        np.random.default_rng(latent_seed),
+    )
+    cells = ConvectiveCells(
+        shape,
+        config.pixel_size_m,
+        config.time_step_minutes,
+        config.convective_cell_rate,
+        config.max_cell_rain_mmh,
+        np.random.default_rng(cells_seed),
+    )
     px_per_ms = config.time_step_s / config.pixel_size_m  # pixels moved per step by 1 m/s
     swirl = _Swirl(shape, config.wind_perturbation * config.wind_speed_ms * px_per_ms)
     use_swirl = config.wind_perturbation > 0 and config.wind_speed_ms > 0
@@ -131,7 +146,7 @@ def generate_fields(config: SynthConfig) -> Iterator[tuple[np.datetime64, np.nda
         threshold = _threshold(latent[window], weather.wet_fraction[i])
         rain = rain_from_latent(latent[window], threshold, weather.intensity_gain[i])
 
-        def velocity(row: float, col: float) -> tuple[float, float]:
+        def velocity(row: float, col: float, shift=shift, phase=phase) -> tuple[float, float]:
             drow, dcol = swirl.at(row, col, phase) if use_swirl else (0.0, 0.0)
             return shift[0] + drow, shift[1] + dcol
 

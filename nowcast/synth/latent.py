@@ -28,8 +28,16 @@ def padded_shape(shape: tuple[int, int], pixel_size_m: float, largest_scale_km: 
 class LatentField:
     """A zero-mean, unit-variance periodic Gaussian field evolved one scan at a time."""
 
-    def __init__(self, shape: tuple[int, int], pixel_size_m: float, slope: float, largest_scale_km: float,
-                 lifetime_minutes_100km: float, step_minutes: float, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        pixel_size_m: float,
+        slope: float,
+        largest_scale_km: float,
+        lifetime_minutes_100km: float,
+        step_minutes: float,
+        rng: np.random.Generator,
+    ) -> None:
         ny, nx = shape
         self.shape = shape
         self._rng = rng
@@ -91,7 +99,7 @@ class LatentField:
             self._spectrum = fft.rfft2(field, workers=1)
         self._spectrum *= self._phi
         self._spectrum += self._innovation * self._noise()
-        power = self._spectrum.real ** 2 + self._spectrum.imag ** 2
+        power = self._spectrum.real**2 + self._spectrum.imag**2
         band_power = np.bincount(self._band, weights=(power.ravel() * self._weight), minlength=len(self._target))
         gain = np.sqrt(self._target / np.maximum(band_power, 1e-30)).astype(np.float32)
         self._spectrum *= gain[self._band].reshape(self._spectrum.shape)

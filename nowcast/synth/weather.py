@@ -61,16 +61,19 @@ def draw_weather(config: SynthConfig, seed: np.random.SeedSequence) -> Weather:
     """
     n, hours = config.n_scans, config.time_step_minutes / 60.0
     speed_rng, direction_rng, wet_rng, gain_rng, swirl_rng, swirl_rng2 = (
-        np.random.default_rng(s) for s in seed.spawn(6))
+        np.random.default_rng(s) for s in seed.spawn(6)
+    )
 
     direction0 = config.wind_direction_deg
     first = direction_rng.uniform(0.0, 360.0)  # drawn always, so the stream does not depend on the config
     if direction0 is None:
         direction0 = first
-    direction = np.deg2rad(direction0 + smooth_series(direction_rng, n, hours, WIND_DIRECTION_HOURS,
-                                                  config.wind_direction_drift_deg))
-    speed = config.wind_speed_ms * np.exp(smooth_series(speed_rng, n, hours, WIND_SPEED_HOURS,
-                                                    config.wind_speed_variability))
+    direction = np.deg2rad(
+        direction0 + smooth_series(direction_rng, n, hours, WIND_DIRECTION_HOURS, config.wind_direction_drift_deg)
+    )
+    speed = config.wind_speed_ms * np.exp(
+        smooth_series(speed_rng, n, hours, WIND_SPEED_HOURS, config.wind_speed_variability)
+    )
     wind = np.stack([speed * np.sin(direction), speed * np.cos(direction)], axis=1)
 
     logit = np.log(config.wet_fraction / (1 - config.wet_fraction))
@@ -80,6 +83,7 @@ def draw_weather(config: SynthConfig, seed: np.random.SeedSequence) -> Weather:
     gain = np.exp(smooth_series(gain_rng, n, hours, INTENSITY_HOURS, INTENSITY_VARIABILITY))
 
     phase0 = swirl_rng.uniform(0, 2 * np.pi, 2)
-    swirl = phase0 + np.stack([smooth_series(rng, n, hours, SWIRL_HOURS, np.pi) for rng in (swirl_rng, swirl_rng2)],
-                              axis=1)
+    swirl = phase0 + np.stack(
+        [smooth_series(rng, n, hours, SWIRL_HOURS, np.pi) for rng in (swirl_rng, swirl_rng2)], axis=1
+    )
     return Weather(wind_ms=wind, wet_fraction=wet, intensity_gain=gain, swirl_phase=swirl)

@@ -48,8 +48,9 @@ def archive_name(time: np.datetime64) -> str:
 
 def crs_attrs(config: SynthConfig) -> dict:
     """CF grid-mapping attributes (with ``crs_wkt``) of the archive's Lambert azimuthal equal-area projection."""
-    crs = CRS.from_proj4(f"+proj=laea +lat_0={config.center_lat} +lon_0={config.center_lon} "
-                         "+x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs")
+    crs = CRS.from_proj4(
+        f"+proj=laea +lat_0={config.center_lat} +lon_0={config.center_lon} +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
+    )
     return crs.to_cf()
 
 
@@ -87,13 +88,15 @@ def write_scan(path: Path, time: np.datetime64, rain: np.ndarray, grid: Grid, cr
     tmp = path.with_name(f".{path.name}.part")
     try:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
-            ds.setncatts({
-                "Conventions": "CF-1.8",
-                "title": "nowcast synthetic radar rain-rate scan",
-                "source": "nowcast synthetic archive",
-                "institution": "nowcast",
-                "seed": np.int64(seed),
-            })
+            ds.setncatts(
+                {
+                    "Conventions": "CF-1.8",
+                    "title": "nowcast synthetic radar rain-rate scan",
+                    "source": "nowcast synthetic archive",
+                    "institution": "nowcast",
+                    "seed": np.int64(seed),
+                }
+            )
             ds.createDimension("time", 1)
             ds.createDimension("y", ny)
             ds.createDimension("x", nx)
@@ -102,17 +105,37 @@ def write_scan(path: Path, time: np.datetime64, rain: np.ndarray, grid: Grid, cr
             tvar[:] = np.int64(np.datetime64(time, "s").astype(np.int64))
             for name, values in (("y", grid.y), ("x", grid.x)):
                 var = ds.createVariable(name, "f8", (name,))
-                var.setncatts({"units": "m", "standard_name": f"projection_{name}_coordinate",
-                               "long_name": f"{name} coordinate of projection (pixel centre)", "axis": name.upper()})
+                var.setncatts(
+                    {
+                        "units": "m",
+                        "standard_name": f"projection_{name}_coordinate",
+                        "long_name": f"{name} coordinate of projection (pixel centre)",
+                        "axis": name.upper(),
+                    }
+                )
                 var[:] = values
             cvar = ds.createVariable("crs", "i4", ())
             cvar.setncatts(crs)
-            rvar = ds.createVariable("rainfall_rate", "i2", ("time", "y", "x"), zlib=True,
-                                     complevel=COMPRESSION_LEVEL, shuffle=True, chunksizes=(1, ny, nx),
-                                     fill_value=FILL_RAW)
+            rvar = ds.createVariable(
+                "rainfall_rate",
+                "i2",
+                ("time", "y", "x"),
+                zlib=True,
+                complevel=COMPRESSION_LEVEL,
+                shuffle=True,
+                chunksizes=(1, ny, nx),
+                fill_value=FILL_RAW,
+            )
             rvar.set_auto_maskandscale(False)  # packed here, exactly: rint(mm/h / 0.01)
-            rvar.setncatts({"scale_factor": np.float32(SCALE_MMH), "units": "mm h-1",
-                            "standard_name": "rainfall_rate", "long_name": "rain rate", "grid_mapping": "crs"})
+            rvar.setncatts(
+                {
+                    "scale_factor": np.float32(SCALE_MMH),
+                    "units": "mm h-1",
+                    "standard_name": "rainfall_rate",
+                    "long_name": "rain rate",
+                    "grid_mapping": "crs",
+                }
+            )
             rvar[0] = raw
         os.replace(tmp, path)
     finally:
@@ -128,7 +151,8 @@ def _claim(out_dir: Path, config_text: str, overwrite: bool) -> None:
         if not overwrite:
             raise NowcastError(
                 f"{out_dir} already holds a synthetic archive of another configuration ({len(existing)} files); "
-                "choose another folder or pass overwrite=True (nowcast synth --overwrite) to replace it")
+                "choose another folder or pass overwrite=True (nowcast synth --overwrite) to replace it"
+            )
         log.info("removing %d files of the previous archive in %s", len(existing), out_dir)
         for path in existing:
             path.unlink()
@@ -136,8 +160,9 @@ def _claim(out_dir: Path, config_text: str, overwrite: bool) -> None:
         stale.unlink()
 
 
-def write_archive(out_dir: str | Path, config: SynthConfig, progress: bool = True,
-                  overwrite: bool = False) -> list[Path]:
+def write_archive(
+    out_dir: str | Path, config: SynthConfig, progress: bool = True, overwrite: bool = False
+) -> list[Path]:
     """Generate the archive and write one file per present scan into ``out_dir`` (flat).
 
     Re-running with the same config is a no-op once every file exists; a folder holding an
@@ -182,6 +207,7 @@ def write_archive(out_dir: str | Path, config: SynthConfig, progress: bool = Tru
         path = out_dir / archive_name(time)
         write_scan(path, time, rain, grid, crs, config.seed)
         written.append(path)
-    log.info("wrote %d scans (%d missing) of %dx%d to %s", len(written), len(missing),
-             config.height, config.width, out_dir)
+    log.info(
+        "wrote %d scans (%d missing) of %dx%d to %s", len(written), len(missing), config.height, config.width, out_dir
+    )
     return written

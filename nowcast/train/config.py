@@ -53,7 +53,7 @@ class LossConfig(Section):
     lead_weights: list[float] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "LossConfig":
+    def _check(self) -> LossConfig:
         from nowcast.train.loss import LOSSES
 
         if self.name not in LOSSES:
@@ -90,15 +90,18 @@ class TrainConfig(Section):
     run: RunConfig = RunConfig()
 
     @model_validator(mode="after")
-    def _fits(self) -> "TrainConfig":
+    def _fits(self) -> TrainConfig:
         m = self.model.multiple
         if self.data.crop_size % m:
-            raise ValueError(f"data.crop_size {self.data.crop_size} must be divisible by model.multiple {m} "
-                             f"(model.stem_stride x model.downsample)")
+            raise ValueError(
+                f"data.crop_size {self.data.crop_size} must be divisible by model.multiple {m} "
+                f"(model.stem_stride x model.downsample)"
+            )
         leads = self.loss.lead_weights
         if leads is not None and len(leads) != self.model.num_output_frames:
-            raise ValueError(f"loss.lead_weights has {len(leads)} weights, the model {self.model.num_output_frames} "
-                             f"output frames")
+            raise ValueError(
+                f"loss.lead_weights has {len(leads)} weights, the model {self.model.num_output_frames} output frames"
+            )
         if self.data.val_crop_size is not None and self.data.val_crop_size % m:
             raise ValueError(f"data.val_crop_size {self.data.val_crop_size} must be divisible by model.multiple {m}")
         return self

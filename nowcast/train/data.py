@@ -68,7 +68,7 @@ def validation_times(reader: StoreReader, data: DataConfig) -> np.ndarray:
     valid = np.flatnonzero(reader.valid)
     n_val = int(round(len(valid) * data.val_fraction))
     if n_val:
-        mask[valid[len(valid) - n_val]:] = True  # the last val_fraction of the valid times
+        mask[valid[len(valid) - n_val] :] = True  # the last val_fraction of the valid times
     return mask
 
 
@@ -83,8 +83,9 @@ def wet_fraction(reader: StoreReader, threshold_mmh: float, chunks: list[int]) -
     return frac
 
 
-def build_windows(readers: list[StoreReader], cfg: TrainConfig,
-                  wet: list[np.ndarray] | None = None) -> tuple[Windows, Windows]:
+def build_windows(
+    readers: list[StoreReader], cfg: TrainConfig, wet: list[np.ndarray] | None = None
+) -> tuple[Windows, Windows]:
     """The training and validation windows of all stores.
 
     Args:
@@ -119,8 +120,9 @@ class EpochPlan:
     steps: int  # batches each rank takes this epoch (the same on every rank)
 
 
-def plan_epoch(units: np.ndarray, seed: int, epoch: int, world_size: int, num_streams: int,
-               batch_size: int) -> EpochPlan:
+def plan_epoch(
+    units: np.ndarray, seed: int, epoch: int, world_size: int, num_streams: int, batch_size: int
+) -> EpochPlan:
     """Shuffle the units with (seed, epoch) and deal them to ranks, then to streams.
 
     Args:
@@ -179,9 +181,18 @@ class WindowDataset(IterableDataset):
         first_stream: the stream worker 0 serves (resume keeps the round-robin order).
     """
 
-    def __init__(self, readers: list[StoreReader], windows: Windows, streams: list[np.ndarray], cfg: TrainConfig,
-                 batch_size: int, key: tuple[int, int, int], train: bool = True,
-                 skip: list[int] | None = None, first_stream: int = 0):
+    def __init__(
+        self,
+        readers: list[StoreReader],
+        windows: Windows,
+        streams: list[np.ndarray],
+        cfg: TrainConfig,
+        batch_size: int,
+        key: tuple[int, int, int],
+        train: bool = True,
+        skip: list[int] | None = None,
+        first_stream: int = 0,
+    ):
         super().__init__()
         self.readers, self.windows, self.streams, self.cfg = readers, windows, streams, cfg
         self.units = windows.units([r.chunk_time for r in readers])
@@ -203,7 +214,7 @@ class WindowDataset(IterableDataset):
         units, per_group = self.streams[stream], self.cfg.data.chunks_in_memory
         order, group = [], []
         for g in range(0, len(units), per_group):
-            members = np.flatnonzero(np.isin(self.units, units[g:g + per_group]))  # time order
+            members = np.flatnonzero(np.isin(self.units, units[g : g + per_group]))  # time order
             order.append(rng.permutation(members) if self.train else members)
             group.append(np.full(len(members), g))
         order = np.concatenate(order or [np.zeros(0, np.int64)])
@@ -244,7 +255,7 @@ class WindowDataset(IterableDataset):
                 lo, frames = blocks[self.units[w]]
                 y0, x0, h, wd, flip_y, flip_x, k = aug[i]
                 t0 = self.windows.start[w] - lo
-                window = _augment(frames[t0:t0 + length, y0:y0 + h, x0:x0 + wd], flip_y, flip_x, k)  # (L, h, w)
+                window = _augment(frames[t0 : t0 + length, y0 : y0 + h, x0 : x0 + wd], flip_y, flip_x, k)  # (L, h, w)
                 window = torch.from_numpy(window)[:, None]  # (L, 1, h, w)
                 yield window[:n_in], window[n_in:]
 

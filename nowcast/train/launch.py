@@ -7,14 +7,30 @@ import subprocess
 import sys
 
 
-def torchrun_argv(config: str, nproc: int, overrides: list[str], resume: bool = False, stop_at: int | None = None,
-                  nnodes: str | None = None, node_rank: int | None = None, rdzv_endpoint: str | None = None,
-                  rdzv_id: str | None = None) -> list[str]:
+def torchrun_argv(
+    config: str,
+    nproc: int,
+    overrides: list[str],
+    resume: bool = False,
+    stop_at: int | None = None,
+    nnodes: str | None = None,
+    node_rank: int | None = None,
+    rdzv_endpoint: str | None = None,
+    rdzv_id: str | None = None,
+) -> list[str]:
     """The torchrun command that runs ``python -m nowcast.train`` on ``nproc`` processes per node."""
     argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
     if nnodes or rdzv_endpoint:  # several machines: rendezvous at rdzv_endpoint
-        argv += ["--nnodes", str(nnodes or 1), "--rdzv-backend", "c10d", "--rdzv-endpoint", str(rdzv_endpoint),
-                 "--rdzv-id", rdzv_id or "nowcast"]
+        argv += [
+            "--nnodes",
+            str(nnodes or 1),
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            str(rdzv_endpoint),
+            "--rdzv-id",
+            rdzv_id or "nowcast",
+        ]
         argv += ["--node-rank", str(node_rank)] if node_rank is not None else []
     else:
         argv += ["--standalone"]  # one machine: torchrun picks a free port

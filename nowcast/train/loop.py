@@ -30,8 +30,16 @@ from nowcast.model.config import PARAMETER_FREE
 from nowcast.store import StoreReader
 from nowcast.train import distributed
 from nowcast.train.config import TrainConfig
-from nowcast.train.data import (WindowDataset, Windows, build_windows, make_loader, plan_epoch, resume_position,
-                                val_streams, wet_fraction)
+from nowcast.train.data import (
+    WindowDataset,
+    Windows,
+    build_windows,
+    make_loader,
+    plan_epoch,
+    resume_position,
+    val_streams,
+    wet_fraction,
+)
 from nowcast.train.loss import get_loss, score_counts, scores
 from nowcast.train.metrics_log import MetricsLog, Progress
 
@@ -49,9 +57,11 @@ def open_stores(cfg: TrainConfig) -> list[StoreReader]:
     for reader in readers[1:]:
         first = readers[0]
         if (reader.grid.pixel_size, reader.layout.time_step_s) != (first.grid.pixel_size, first.layout.time_step_s):
-            raise ConfigError(f"data.stores: {reader.path} has pixel size / time step {reader.grid.pixel_size} m / "
-                              f"{reader.layout.time_step_s} s, {first.path} has {first.grid.pixel_size} m / "
-                              f"{first.layout.time_step_s} s; one run trains on one resolution")
+            raise ConfigError(
+                f"data.stores: {reader.path} has pixel size / time step {reader.grid.pixel_size} m / "
+                f"{reader.layout.time_step_s} s, {first.path} has {first.grid.pixel_size} m / "
+                f"{first.layout.time_step_s} s; one run trains on one resolution"
+            )
     return readers
 
 
@@ -70,7 +80,8 @@ def find_windows(readers: list[StoreReader], cfg: TrainConfig, dist: distributed
         raise ConfigError(
             f"no training windows of {cfg.window_length} valid consecutive times in {cfg.data.stores} "
             f"(data.min_rain_fraction={cfg.data.min_rain_fraction}, data.val_fraction={cfg.data.val_fraction}, "
-            f"data.val_ranges={cfg.data.val_ranges}): ingest more data or relax these")
+            f"data.val_ranges={cfg.data.val_ranges}): ingest more data or relax these"
+        )
     return train_w, val_w
 
 
@@ -87,8 +98,15 @@ def lr_lambda(cfg: TrainConfig):
     return factor
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, x: torch.Tensor,
-               y: torch.Tensor, cfg: TrainConfig, device: torch.device) -> tuple[float, float]:
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> tuple[float, float]:
     """One optimisation step on a batch; returns (loss, gradient norm before clipping)."""
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, T, 1, h, w) mm/h, NaN
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -127,11 +145,19 @@ def validate(model: torch.nn.Module, loader, cfg: TrainConfig, device: torch.dev
 
 def checkpoint_payload(model, optimizer, scheduler, step, epoch, epoch_step, cfg, readers, metrics, best):
     first = readers[0]
-    facts = {"pixel_size_m": first.grid.pixel_size, "time_step_s": int(first.layout.time_step_s),
-             "crs": first.grid.crs}
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "epoch": epoch, "epoch_step": epoch_step,
-            "config": {**cfg.model_dump(mode="json"), **facts}, "rng": rng_state(), "metrics": metrics, "best": best}
+    facts = {"pixel_size_m": first.grid.pixel_size, "time_step_s": int(first.layout.time_step_s), "crs": first.grid.crs}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "epoch": epoch,
+        "epoch_step": epoch_step,
+        "config": {**cfg.model_dump(mode="json"), **facts},
+        "rng": rng_state(),
+        "metrics": metrics,
+        "best": best,
+    }
 
 
 def write_checkpoint(run_dir: Path, payload: dict, keep_last: int, is_best: bool) -> None:
@@ -144,8 +170,9 @@ def write_checkpoint(run_dir: Path, payload: dict, keep_last: int, is_best: bool
         old.unlink()
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
-          readers: list[StoreReader] | None = None) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, readers: list[StoreReader] | None = None
+) -> dict[str, Any]:
     """Train (in this process, as one rank if launched by torchrun) until optim.max_steps.
 
     Args:
@@ -166,16 +193,19 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
         distributed.teardown()
 
 
-def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int | None,
-           readers: list[StoreReader] | None) -> dict[str, Any]:
+def _train(
+    cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int | None, readers: list[StoreReader] | None
+) -> dict[str, Any]:
     main = dist.rank == 0
     run_dir = Path(cfg.run.out_dir) / cfg.run.name
     if cfg.optim.batch_size % dist.world_size:
-        raise ConfigError(f"optim.batch_size {cfg.optim.batch_size} must be divisible by the number of "
-                          f"processes ({dist.world_size})")
+        raise ConfigError(
+            f"optim.batch_size {cfg.optim.batch_size} must be divisible by the number of processes ({dist.world_size})"
+        )
     if not resume and (run_dir / "last.pt").exists():
-        raise ConfigError(f"run.name: {run_dir} already holds a run; pass --resume to continue it, "
-                          "or choose another run.name")
+        raise ConfigError(
+            f"run.name: {run_dir} already holds a run; pass --resume to continue it, or choose another run.name"
+        )
     if dist.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
 
@@ -188,30 +218,46 @@ def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int 
     streams = max(1, workers)
     first_plan = plan_epoch(train_units, cfg.run.seed, 0, dist.world_size, streams, per_rank)
     if first_plan.steps == 0:
-        raise ConfigError(f"{len(train_w)} training windows in {len(np.unique(train_units))} time chunks are too "
-                          f"few for {dist.world_size} process(es) x {streams} loader worker(s) with batches of "
-                          f"{per_rank}: lower optim.batch_size or optim.num_workers, or add data")
+        raise ConfigError(
+            f"{len(train_w)} training windows in {len(np.unique(train_units))} time chunks are too "
+            f"few for {dist.world_size} process(es) x {streams} loader worker(s) with batches of "
+            f"{per_rank}: lower optim.batch_size or optim.num_workers, or add data"
+        )
     val_loader = None
     if len(val_w):
-        val_set = WindowDataset(readers, val_w, val_streams(val_units, dist.rank, dist.world_size, streams),
-                                cfg, per_rank, (cfg.run.seed, 0, dist.rank), train=False)
+        val_set = WindowDataset(
+            readers,
+            val_w,
+            val_streams(val_units, dist.rank, dist.world_size, streams),
+            cfg,
+            per_rank,
+            (cfg.run.seed, 0, dist.rank),
+            train=False,
+        )
         val_loader = make_loader(val_set, per_rank, workers)
     if main:
-        log.info("%d training windows, %d validation windows; %d steps per epoch on %d process(es)",
-                 len(train_w), len(val_w), first_plan.steps, dist.world_size)
+        log.info(
+            "%d training windows, %d validation windows; %d steps per epoch on %d process(es)",
+            len(train_w),
+            len(val_w),
+            first_plan.steps,
+            dist.world_size,
+        )
 
     # model, optimizer, schedule; a resumed run loads all three and the RNG state
     torch.manual_seed(cfg.run.seed)
     model = build_model(cfg.model).to(dist.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                                  fused=dist.device.type == "cuda")
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=dist.device.type == "cuda"
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     step, epoch, epoch_step, metrics, best = 0, 0, 0, {}, {"csi_1mm_mean": -1.0, "step": -1}
     if resume:
         ckpt = load_checkpoint(run_dir / "last.pt")
         if ModelConfig.from_saved(ckpt["config"]["model"]) != cfg.model:
-            raise ConfigError(f"model: the config differs from the one in {run_dir / 'last.pt'}; a resumed run "
-                              "keeps its model")
+            raise ConfigError(
+                f"model: the config differs from the one in {run_dir / 'last.pt'}; a resumed run keeps its model"
+            )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -225,15 +271,22 @@ def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int 
         saved = ModelConfig.from_saved(init["config"]["model"])
         free = saved.model_copy(update={k: getattr(cfg.model, k) for k in PARAMETER_FREE})
         if free != cfg.model:
-            raise ConfigError(f"run.init_from: {cfg.run.init_from} holds another model config; fine-tuning "
-                              f"keeps the model (only {', '.join(PARAMETER_FREE)} may change): copy its model section")
+            raise ConfigError(
+                f"run.init_from: {cfg.run.init_from} holds another model config; fine-tuning "
+                f"keeps the model (only {', '.join(PARAMETER_FREE)} may change): copy its model section"
+            )
         model.load_state_dict(init["model"])
         if main:
             log.info("model weights from %s (step %d)", cfg.run.init_from, init["step"])
             for key in PARAMETER_FREE:
                 if getattr(saved, key) != getattr(cfg.model, key):
-                    log.info("model.%s: %s here, %s in %s (it has no weights, so fine-tuning may change it)",
-                             key, getattr(cfg.model, key), getattr(saved, key), cfg.run.init_from)
+                    log.info(
+                        "model.%s: %s here, %s in %s (it has no weights, so fine-tuning may change it)",
+                        key,
+                        getattr(cfg.model, key),
+                        getattr(saved, key),
+                        cfg.run.init_from,
+                    )
     raw_model = model  # checkpoints and validation use the unwrapped module
     if dist.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
@@ -246,8 +299,9 @@ def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int 
 
     def checkpoint(is_best: bool = False) -> None:
         if main:
-            payload = checkpoint_payload(raw_model, optimizer, scheduler, step, epoch, epoch_step, cfg, readers,
-                                         metrics, best)
+            payload = checkpoint_payload(
+                raw_model, optimizer, scheduler, step, epoch, epoch_step, cfg, readers, metrics, best
+            )
             write_checkpoint(run_dir, payload, cfg.run.keep_last, is_best)
         distributed.barrier()
 
@@ -260,8 +314,16 @@ def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int 
             epoch, epoch_step = epoch + 1, 0
             continue
         used, first = resume_position(plan.batches[dist.rank], epoch_step)
-        dataset = WindowDataset(readers, train_w, plan.streams[dist.rank], cfg, per_rank,
-                                (cfg.run.seed, epoch, dist.rank), skip=used, first_stream=first)
+        dataset = WindowDataset(
+            readers,
+            train_w,
+            plan.streams[dist.rank],
+            cfg,
+            per_rank,
+            (cfg.run.seed, epoch, dist.rank),
+            skip=used,
+            first_stream=first,
+        )
         loader = make_loader(dataset, per_rank, workers, pin_memory=dist.device.type == "cuda")
         for x, y in itertools.islice(loader, min(plan.steps - epoch_step, last - step)):
             loss, grad_norm = train_step(model, optimizer, scheduler, x, y, cfg, dist.device)
@@ -269,8 +331,17 @@ def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int 
             rate = seen / (time.perf_counter() - t0)
             progress.update(step, loss, rate)
             if main and (step % cfg.run.log_every == 0 or step == last):
-                metrics_log.write({"step": step, "epoch": epoch, "split": "train", "loss": loss,
-                                   "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm, "samples_per_s": rate})
+                metrics_log.write(
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "split": "train",
+                        "loss": loss,
+                        "lr": scheduler.get_last_lr()[0],
+                        "grad_norm": grad_norm,
+                        "samples_per_s": rate,
+                    }
+                )
             improved = False
             if val_loader is not None and (step % cfg.run.val_every == 0 or step == cfg.optim.max_steps):
                 metrics = validate(raw_model, val_loader, cfg, dist.device)
@@ -278,10 +349,16 @@ def _train(cfg: TrainConfig, dist: distributed.Dist, resume: bool, stop_at: int 
                 if improved:
                     best = {"csi_1mm_mean": metrics["csi_1mm_mean"], "step": step}
                 if main:
-                    metrics_log.write({"step": step, "epoch": epoch, "split": "val", "loss": metrics["val_loss"],
-                                       **metrics})
-                    log.info("step %d: val loss %.4f, CSI(1 mm/h) %.3f, MAE %.3f mm/h", step, metrics["val_loss"],
-                             metrics["csi_1mm_mean"], metrics["mae_mmh_mean"])
+                    metrics_log.write(
+                        {"step": step, "epoch": epoch, "split": "val", "loss": metrics["val_loss"], **metrics}
+                    )
+                    log.info(
+                        "step %d: val loss %.4f, CSI(1 mm/h) %.3f, MAE %.3f mm/h",
+                        step,
+                        metrics["val_loss"],
+                        metrics["csi_1mm_mean"],
+                        metrics["mae_mmh_mean"],
+                    )
             if improved or step % cfg.run.ckpt_every == 0 or step == last:
                 checkpoint(is_best=improved)
         t0, seen = time.perf_counter(), 0  # rate per epoch: loader start-up is not a step

@@ -17,18 +17,22 @@ so the mean of equal-sized per-rank losses (what DDP averages) equals the global
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from nowcast.model.transform import rain_to_z
+
 if TYPE_CHECKING:  # config validates loss names against LOSSES below, so no runtime import back
     from nowcast.train.config import LossConfig, TrainConfig
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, "TrainConfig"], torch.Tensor]
 
 
-def _target(pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _target(
+    pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Prediction and target in z, and each pixel's weight: 0 without data, else its lead's weight
     (``loss.lead_weights``, 1 by default)."""
     mask = torch.isfinite(target_mmh)  # (B, T, 1, H, W)
@@ -89,7 +93,9 @@ def score_counts(pred_mmh: torch.Tensor, target_mmh: torch.Tensor, threshold_mmh
     fc = (pred_mmh >= threshold_mmh) & mask
     abs_err = torch.where(mask, (pred_mmh - target_mmh).abs(), 0.0)
     per_lead = lambda t: t.double().sum(dim=(0, 2, 3, 4))  # noqa: E731  (B, T, 1, H, W) -> (T,)
-    return torch.stack([per_lead(obs & fc), per_lead(obs & ~fc), per_lead(~obs & fc), per_lead(abs_err), per_lead(mask)])
+    return torch.stack(
+        [per_lead(obs & fc), per_lead(obs & ~fc), per_lead(~obs & fc), per_lead(abs_err), per_lead(mask)]
+    )
 
 
 def scores(counts: torch.Tensor) -> dict[str, list[float]]:

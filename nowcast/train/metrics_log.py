@@ -10,7 +10,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 
 
 class MetricsLog:
@@ -19,8 +20,18 @@ class MetricsLog:
     def __init__(self, run_dir: Path, num_leads: int):
         run_dir.mkdir(parents=True, exist_ok=True)
         leads = [f"{name}_lead{t + 1:02d}" for name in ("csi_1mm", "mae_mmh") for t in range(num_leads)]
-        self.columns = ["step", "epoch", "split", "loss", "lr", "grad_norm", "samples_per_s",
-                        "csi_1mm_mean", "mae_mmh_mean", *leads]
+        self.columns = [
+            "step",
+            "epoch",
+            "split",
+            "loss",
+            "lr",
+            "grad_norm",
+            "samples_per_s",
+            "csi_1mm_mean",
+            "mae_mmh_mean",
+            *leads,
+        ]
         path = run_dir / "metrics.csv"
         new = not path.exists()
         self.file = path.open("a", newline="")
@@ -58,8 +69,14 @@ class Progress:
     def __init__(self, total: int, done: int, enabled: bool):
         self.bar = None
         if enabled:
-            self.bar = RichProgress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=True)
+            self.bar = RichProgress(
+                TextColumn("train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
             self.task = self.bar.add_task("train", total=total, completed=done, info="")
             self.bar.start()
 

@@ -7,5 +7,12 @@ from nowcast.verify.baselines import BASELINES, get_baseline, make_forecaster
 from nowcast.verify.evaluate import EvaluationResult, evaluate, select_starts
 from nowcast.verify.metrics import ScoreAccumulator
 
-__all__ = ["BASELINES", "EvaluationResult", "ScoreAccumulator", "evaluate", "get_baseline", "make_forecaster",
-           "select_starts"]
+__all__ = [
+    "BASELINES",
+    "EvaluationResult",
+    "ScoreAccumulator",
+    "evaluate",
+    "get_baseline",
+    "make_forecaster",
+    "select_starts",
+]

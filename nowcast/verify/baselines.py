@@ -22,7 +22,8 @@ import importlib
 import io
 import logging
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -83,8 +84,9 @@ def persistence(frames: np.ndarray, n_leads: int, pixel_size_m: float = 1000.0, 
     return np.repeat(last[None], n_leads, axis=0)
 
 
-def extrapolation(frames: np.ndarray, n_leads: int, pixel_size_m: float = 1000.0, time_step_s: int = 300,
-                  num_motion_frames: int = 3) -> np.ndarray:
+def extrapolation(
+    frames: np.ndarray, n_leads: int, pixel_size_m: float = 1000.0, time_step_s: int = 300, num_motion_frames: int = 3
+) -> np.ndarray:
     """Lagrangian persistence: advect the last frame along the Lucas-Kanade motion field.
 
     Rain rates go to dB (pysteps ``dB_transform``, threshold 0.1 mm/h, zero value -15 dB);
@@ -115,8 +117,7 @@ def extrapolation(frames: np.ndarray, n_leads: int, pixel_size_m: float = 1000.0
     if not np.isfinite(last).any():
         return np.full(shape, np.nan, np.float32)
     recent = np.array(frames[-num_motion_frames:], dtype=np.float64)
-    recent_db, metadata = transformation.dB_transform(
-        recent, threshold=DB_THRESHOLD_MMH, zerovalue=DB_ZEROVALUE)
+    recent_db, metadata = transformation.dB_transform(recent, threshold=DB_THRESHOLD_MMH, zerovalue=DB_ZEROVALUE)
     # all-dry (or all no-data) inputs have nothing to track; LK would return zero motion anyway
     if np.nanmax(recent_db) > DB_ZEROVALUE:
         velocity = _lucas_kanade(motion, recent_db)

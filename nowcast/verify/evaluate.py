@@ -11,8 +11,9 @@ leaves hard pixels empty gains nothing from it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from rich.progress import track
@@ -56,8 +57,15 @@ class StartSelection:
     n_skipped_gap: int
 
 
-def select_starts(valid: np.ndarray, num_input_frames: int, n_leads: int, first: int = 0, last: int | None = None,
-                  stride: int = 1, max_starts: int | None = None) -> StartSelection:
+def select_starts(
+    valid: np.ndarray,
+    num_input_frames: int,
+    n_leads: int,
+    first: int = 0,
+    last: int | None = None,
+    stride: int = 1,
+    max_starts: int | None = None,
+) -> StartSelection:
     """Start indices whose input and lead windows are entirely valid.
 
     Args:
@@ -101,9 +109,17 @@ def _check_forecast(name: str, forecast: np.ndarray, expected: tuple[int, ...]) 
     return forecast
 
 
-def evaluate(store: StoreReader, forecasters: dict[str, Forecaster], num_input_frames: int, n_leads: int,
-             start: Any = None, end: Any = None, stride: int = 1, max_starts: int | None = None,
-             common_mask: bool = True) -> EvaluationResult:
+def evaluate(
+    store: StoreReader,
+    forecasters: dict[str, Forecaster],
+    num_input_frames: int,
+    n_leads: int,
+    start: Any = None,
+    end: Any = None,
+    stride: int = 1,
+    max_starts: int | None = None,
+    common_mask: bool = True,
+) -> EvaluationResult:
     """Run every forecaster from every valid start and accumulate scores per lead time.
 
     Args:
@@ -134,17 +150,24 @@ def evaluate(store: StoreReader, forecasters: dict[str, Forecaster], num_input_f
             f"{store.path}: no start between {'the first' if start is None else start} and "
             f"{'the last' if end is None else end} time has "
             f"{num_input_frames} input and {n_leads} lead frames all valid "
-            f"({int(store.valid.sum())} of {store.n_times} times valid); widen the range or use fewer frames")
-    log.info("evaluating %d starts (%d skipped: window crosses a gap) of %s, methods %s",
-             selection.starts.size, selection.n_skipped_gap, store.path, ", ".join(forecasters))
+            f"({int(store.valid.sum())} of {store.n_times} times valid); widen the range or use fewer frames"
+        )
+    log.info(
+        "evaluating %d starts (%d skipped: window crosses a gap) of %s, methods %s",
+        selection.starts.size,
+        selection.n_skipped_gap,
+        store.path,
+        ", ".join(forecasters),
+    )
     pixel_size_m, step_s = store.grid.pixel_size, store.layout.time_step_s
     accumulators = {name: ScoreAccumulator(n_leads, pixel_size_m) for name in forecasters}
     per_start: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in forecasters}  # for the intervals
     for s in track(selection.starts, description="evaluating", total=len(selection.starts)):
         window = store.read(int(s) - num_input_frames + 1, int(s) + n_leads + 1)  # (T_in + n_leads, H, W)
         frames, obs = window[:num_input_frames], window[num_input_frames:]
-        forecasts = {name: _check_forecast(name, f(frames.copy(), n_leads), obs.shape)
-                     for name, f in forecasters.items()}
+        forecasts = {
+            name: _check_forecast(name, f(frames.copy(), n_leads), obs.shape) for name, f in forecasters.items()
+        }
         exclude = None
         if common_mask:
             exclude = np.zeros(obs.shape, bool)
@@ -157,8 +180,9 @@ def evaluate(store: StoreReader, forecasters: dict[str, Forecaster], num_input_f
             per_start[name].append(this_start.sums)
     times = store.times[selection.starts]
     reference = next(iter(forecasters))
-    comparisons = {} if len(forecasters) == 1 else compare(accumulators[reference], per_start, reference, n_leads,
-                                                           stride)
+    comparisons = (
+        {} if len(forecasters) == 1 else compare(accumulators[reference], per_start, reference, n_leads, stride)
+    )
     return EvaluationResult(
         lead_minutes=[(k + 1) * step_s / 60 for k in range(n_leads)],
         num_input_frames=num_input_frames,

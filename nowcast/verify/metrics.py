@@ -182,10 +182,15 @@ class ScoreAccumulator:
         s["fss_sum_fct_obs"][:lead] += (p_f * p_o).sum(axis=axes)
         s["fss_sum_obs_sq"][:lead] += (p_o**2).sum(axis=axes)
 
-    def merge(self, other: "ScoreAccumulator") -> None:
+    def merge(self, other: ScoreAccumulator) -> None:
         """Add another accumulator's sums (same leads, thresholds and window) into this one."""
         same = (self.n_leads, self.thresholds, self.fss_threshold, self.fss_window, self.heavy_rain) == (
-            other.n_leads, other.thresholds, other.fss_threshold, other.fss_window, other.heavy_rain)
+            other.n_leads,
+            other.thresholds,
+            other.fss_threshold,
+            other.fss_window,
+            other.heavy_rain,
+        )
         if not same:
             raise ValueError("cannot merge accumulators with different leads, thresholds or FSS window")
         for key, value in other.sums.items():
@@ -214,7 +219,8 @@ class ScoreAccumulator:
             for name, values in cat.items():
                 out[f"{name}@{threshold_label(thr)}"] = values[..., k, :]
         out[f"FSS@{threshold_label(self.fss_threshold)}"] = fss_from_sums(
-            sums["fss_sum_fct_sq"], sums["fss_sum_fct_obs"], sums["fss_sum_obs_sq"])
+            sums["fss_sum_fct_sq"], sums["fss_sum_fct_obs"], sums["fss_sum_obs_sq"]
+        )
         n = sums["n_pixels"]
         out["MAE"] = _ratio(sums["sum_abs_error"], n)
         out["bias"] = _ratio(sums["sum_error"], n)

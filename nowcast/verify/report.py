@@ -74,15 +74,22 @@ def comparison_markdown(result: EvaluationResult, scores: tuple[str, ...] = TABL
     lines = []
     for other, entry in result.comparisons.items():
         shown = [score for score in scores if score in entry]
-        lines += ["", f"## {reference} against {other}", "",
-                  f"{reference} minus {other}, with a {entry['level']:.0%} bootstrap interval over the starts "
-                  f"(blocks of {entry['block']} consecutive starts, as neighbours share observed frames; "
-                  f"the starts amount to {entry['independent_windows']:.1f} windows that share none) and, in "
-                  f"parentheses, in how "
-                  f"many starts {reference} alone scored better. MAE: below zero is better."]
+        lines += [
+            "",
+            f"## {reference} against {other}",
+            "",
+            f"{reference} minus {other}, with a {entry['level']:.0%} bootstrap interval over the starts "
+            f"(blocks of {entry['block']} consecutive starts, as neighbours share observed frames; "
+            f"the starts amount to {entry['independent_windows']:.1f} windows that share none) and, in "
+            f"parentheses, in how "
+            f"many starts {reference} alone scored better. MAE: below zero is better.",
+        ]
         if entry["independent_windows"] < 5:
-            lines += ["", "Fewer than 5 windows that share no frame: the intervals show the spread within this "
-                          "period, not between events, and are too narrow for a verdict."]
+            lines += [
+                "",
+                "Fewer than 5 windows that share no frame: the intervals show the spread within this "
+                "period, not between events, and are too narrow for a verdict.",
+            ]
         lines += ["", "| lead (min) | " + " | ".join(shown) + " |", "|---:|" + "---:|" * len(shown)]
         for k, lead in enumerate(result.lead_minutes):
             row = [_difference(entry[score], k, 4 if score == "MAE" else 3) for score in shown]
@@ -102,8 +109,13 @@ def markdown(result: EvaluationResult, scores: tuple[str, ...] = TABLE_SCORES) -
         f"{result.pixel_size_m:g} m pixels. Thresholds in mm/h; MAE in mm/h.",
     ]
     for score in scores:
-        lines += ["", f"## {score}", "", "| lead (min) | " + " | ".join(methods) + " |",
-                  "|---:|" + "---:|" * len(methods)]
+        lines += [
+            "",
+            f"## {score}",
+            "",
+            "| lead (min) | " + " | ".join(methods) + " |",
+            "|---:|" + "---:|" * len(methods),
+        ]
         missing = [math.nan] * len(result.lead_minutes)
         for k, lead in enumerate(result.lead_minutes):
             row = [_fmt(result.methods[m].get(score, missing)[k]) for m in methods]
@@ -146,8 +158,10 @@ def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, .
     from matplotlib.figure import Figure
 
     # forecast-against-observed panels: title -> (forecast key, observed key)
-    paired = {"mean rain rate (mm/h)": ("mean_forecast", "mean_obs"),
-              "fraction > 5 mm/h": ("frac_forecast_gt5", "frac_obs_gt5")}
+    paired = {
+        "mean rain rate (mm/h)": ("mean_forecast", "mean_obs"),
+        "fraction > 5 mm/h": ("frac_forecast_gt5", "frac_obs_gt5"),
+    }
     reference = next(iter(result.methods))
     differences = {f"{reference} minus others: {score}": score for score in PLOT_DIFFERENCES if result.comparisons}
     panels = list(scores) + list(paired) + list(differences)
@@ -182,7 +196,7 @@ def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, .
         ax.grid(alpha=0.3)
         if panel.split("@")[0] in HIGHER_IS_BETTER:
             ax.set_ylim(0, 1)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     axes[0].legend(fontsize="small")
     fig.suptitle(f"{result.n_starts} forecasts, {result.first_init_time} to {result.last_init_time}")
@@ -193,8 +207,9 @@ def _plot_differences(ax: Any, result: EvaluationResult, score: str, colours: di
     """One line per compared method, shaded over its interval, and the zero line."""
     leads = result.lead_minutes
     for other, entry in result.comparisons.items():
-        values = {key: [math.nan if x is None else x for x in entry[score][key]]
-                  for key in ("difference", "low", "high")}
+        values = {
+            key: [math.nan if x is None else x for x in entry[score][key]] for key in ("difference", "low", "high")
+        }
         ax.plot(leads, values["difference"], marker="o", ms=3, color=colours[other], label=f"vs {other}")
         ax.fill_between(leads, values["low"], values["high"], color=colours[other], alpha=0.2)
     ax.axhline(0, color="black", lw=0.8)

@@ -59,9 +59,17 @@ def _stacked(per_start: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {key: np.stack([sums[key] for sums in per_start]) for key in per_start[0]}
 
 
-def compare(template: ScoreAccumulator, per_start: dict[str, list[dict[str, np.ndarray]]], reference: str,
-            n_leads: int, stride: int, scores: tuple[str, ...] = COMPARED_SCORES, n_resamples: int = N_RESAMPLES,
-            level: float = LEVEL, seed: int = 0) -> dict[str, dict]:
+def compare(
+    template: ScoreAccumulator,
+    per_start: dict[str, list[dict[str, np.ndarray]]],
+    reference: str,
+    n_leads: int,
+    stride: int,
+    scores: tuple[str, ...] = COMPARED_SCORES,
+    n_resamples: int = N_RESAMPLES,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> dict[str, dict]:
     """Differences of ``reference`` from every other method, with bootstrap intervals.
 
     Args:
@@ -88,15 +96,20 @@ def compare(template: ScoreAccumulator, per_start: dict[str, list[dict[str, np.n
     stacked = {method: _stacked(starts) for method, starts in per_start.items()}
     observed = {m: template.scores_from({k: v.sum(axis=0) for k, v in sums.items()}) for m, sums in stacked.items()}
     single = {m: template.scores_from(sums) for m, sums in stacked.items()}  # each start on its own: (n_starts, leads)
-    resampled = {m: template.scores_from({k: np.tensordot(weights, v, axes=1) for k, v in sums.items()})
-                 for m, sums in stacked.items()}  # (n_resamples, leads)
+    resampled = {
+        m: template.scores_from({k: np.tensordot(weights, v, axes=1) for k, v in sums.items()})
+        for m, sums in stacked.items()
+    }  # (n_resamples, leads)
     tail = (1 - level) / 2
     out = {}
     for other in per_start:
         if other == reference:
             continue
-        entry: dict = {"block": block, "independent_windows": n_starts / overlapping_starts(n_leads, stride),
-                       "level": level}
+        entry: dict = {
+            "block": block,
+            "independent_windows": n_starts / overlapping_starts(n_leads, stride),
+            "level": level,
+        }
         for score in scores:
             spread = resampled[reference][score] - resampled[other][score]  # (R, leads)
             low, high = np.full(n_leads, np.nan), np.full(n_leads, np.nan)

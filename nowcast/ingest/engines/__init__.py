@@ -8,8 +8,9 @@ stops the others), in completion order. ``fn`` and the items are plain picklable
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 from nowcast.errors import ConfigError
 from nowcast.ingest.config import EngineConfig

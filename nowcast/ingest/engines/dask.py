@@ -7,8 +7,9 @@ keeps memory bounded by one chunk per worker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from nowcast.errors import ConfigError
 from nowcast.ingest.config import EngineConfig
@@ -47,8 +48,10 @@ def open_dask(config: EngineConfig):
         try:
             client = Client(config.address, timeout="20s")
         except (OSError, TimeoutError) as e:
-            raise ConfigError(f"engine.address: cannot reach the Dask scheduler at {config.address} ({e}); "
-                              "check that `dask scheduler` runs there and the port is open") from e
+            raise ConfigError(
+                f"engine.address: cannot reach the Dask scheduler at {config.address} ({e}); "
+                "check that `dask scheduler` runs there and the port is open"
+            ) from e
         log.info("dask: connected to %s (%d workers)", config.address, len(client.scheduler_info()["workers"]))
         try:
             yield DaskEngine(client)
@@ -58,11 +61,17 @@ def open_dask(config: EngineConfig):
     # distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's mmap
     # threshold: every scan-sized array is then mmapped and unmapped afresh, and reads and writes
     # ran ~1.7x slower than in a plain process (measured). Workers keep glibc's adaptive default.
-    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
-               if k != "MALLOC_TRIM_THRESHOLD_"}
+    environ = {
+        k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items() if k != "MALLOC_TRIM_THRESHOLD_"
+    }
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-        cluster = LocalCluster(n_workers=config.n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=config.n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
     client = Client(cluster)
     log.info("dask: local cluster of %d worker processes", config.n_workers)
     try:

@@ -25,10 +25,11 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from nowcast.errors import ConfigError
 from nowcast.ingest.config import EngineConfig, SparkConfig
@@ -36,8 +37,10 @@ from nowcast.ingest.config import EngineConfig, SparkConfig
 log = logging.getLogger(__name__)
 
 MIN_JAVA = 17  # pyspark 4 runs on Java 17 or newer
-JAVA_HINT = ("install Java 17 or newer (e.g. `apt-get install openjdk-17-jre-headless`) and set JAVA_HOME "
-             "to it (or put its `java` on the PATH)")
+JAVA_HINT = (
+    "install Java 17 or newer (e.g. `apt-get install openjdk-17-jre-headless`) and set JAVA_HOME "
+    "to it (or put its `java` on the PATH)"
+)
 CONNECT_TIMEOUT_S = 3.0
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
@@ -107,7 +110,7 @@ class SparkEngine:
                     for future in done:
                         part = running.pop(future)
                         try:
-                            (index, outcome), = future.result()
+                            ((index, outcome),) = future.result()
                         except Exception as e:  # noqa: BLE001 - a lost executor, a worker that died, ...
                             index, outcome = part, _task_failure(e)
                         yield items[index], outcome
@@ -135,8 +138,9 @@ def java_executable() -> Path:
         return java
     found = shutil.which("java")
     if found is None:
-        raise ConfigError(f"engine.name=spark: Spark needs Java, and there is no `java` on the PATH and no "
-                          f"JAVA_HOME; {JAVA_HINT}")
+        raise ConfigError(
+            f"engine.name=spark: Spark needs Java, and there is no `java` on the PATH and no JAVA_HOME; {JAVA_HINT}"
+        )
     return Path(found)
 
 
@@ -153,8 +157,9 @@ def java_major_version(java: Path) -> int:
     text = out.stderr + out.stdout
     match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
     if out.returncode != 0 or match is None:
-        raise ConfigError(f"engine.name=spark: {java} -version did not report a version "
-                          f"({text.strip()[:200]!r}); {JAVA_HINT}")
+        raise ConfigError(
+            f"engine.name=spark: {java} -version did not report a version ({text.strip()[:200]!r}); {JAVA_HINT}"
+        )
     major, minor = int(match.group(1)), int(match.group(2) or 0)
     return minor if major == 1 else major
 
@@ -168,8 +173,9 @@ def check_java() -> None:
     java = java_executable()
     version = java_major_version(java)
     if version < MIN_JAVA:
-        raise ConfigError(f"engine.name=spark: {java} is Java {version}, but pyspark 4 needs Java {MIN_JAVA}+; "
-                          f"{JAVA_HINT}")
+        raise ConfigError(
+            f"engine.name=spark: {java} is Java {version}, but pyspark 4 needs Java {MIN_JAVA}+; {JAVA_HINT}"
+        )
 
 
 def standalone_masters(master: str) -> list[tuple[str, int]]:
@@ -199,17 +205,20 @@ def check_master(master: str) -> None:
                 return
         except OSError as e:
             errors.append(f"{host}:{port}: {e}")
-    raise ConfigError(f"engine.spark.master: cannot reach the Spark master at {master} ({'; '.join(errors)}); "
-                      "check that the master runs there (spark-class org.apache.spark.deploy.master.Master), "
-                      "that host and port match its log line 'Starting Spark master at spark://...', "
-                      "and that no firewall blocks the port")
+    raise ConfigError(
+        f"engine.spark.master: cannot reach the Spark master at {master} ({'; '.join(errors)}); "
+        "check that the master runs there (spark-class org.apache.spark.deploy.master.Master), "
+        "that host and port match its log line 'Starting Spark master at spark://...', "
+        "and that no firewall blocks the port"
+    )
 
 
 def _is_local(master: str) -> bool:
     if master.startswith("local"):
         return True
-    return master.startswith("spark://") and all(h in LOOPBACK or h.startswith("127.")
-                                                 for h, _ in standalone_masters(master))
+    return master.startswith("spark://") and all(
+        h in LOOPBACK or h.startswith("127.") for h, _ in standalone_masters(master)
+    )
 
 
 def spark_conf(config: SparkConfig) -> dict[str, str]:
@@ -266,8 +275,10 @@ def open_spark(config: EngineConfig):
     if active is not None:
         running = active.master
         if running != master:
-            raise ConfigError(f"engine.spark.master: a SparkSession on {running} is already running in this "
-                              f"process; stop it before ingesting on {master}")
+            raise ConfigError(
+                f"engine.spark.master: a SparkSession on {running} is already running in this "
+                f"process; stop it before ingesting on {master}"
+            )
         log.info("spark: reusing the active session on %s", master)
         yield SparkEngine(active)
         return

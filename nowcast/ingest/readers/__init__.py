@@ -12,7 +12,7 @@ The format is detected from the file's content (magic bytes, conventions), not i
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from nowcast.errors import ReaderError
 from nowcast.ingest.config import ReaderOptions

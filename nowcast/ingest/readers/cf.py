@@ -40,14 +40,45 @@ RATE, AMOUNT, FLUX, REFLECTIVITY = (
 STANDARD_NAMES = (RATE, AMOUNT, FLUX, REFLECTIVITY)
 # Units (normalised: lower case, single spaces, no "^" or "**") -> factor to mm/h or to mm.
 RATE_UNITS = {
-    "mm h-1": 1.0, "mm/h": 1.0, "mm hr-1": 1.0, "mm/hr": 1.0, "mm hour-1": 1.0, "kg m-2 h-1": 1.0,
-    "kg m-2 s-1": 3600.0, "mm s-1": 3600.0, "mm/s": 3600.0, "kg/m2/s": 3600.0, "m s-1": 3.6e6,
+    "mm h-1": 1.0,
+    "mm/h": 1.0,
+    "mm hr-1": 1.0,
+    "mm/hr": 1.0,
+    "mm hour-1": 1.0,
+    "kg m-2 h-1": 1.0,
+    "kg m-2 s-1": 3600.0,
+    "mm s-1": 3600.0,
+    "mm/s": 3600.0,
+    "kg/m2/s": 3600.0,
+    "m s-1": 3.6e6,
 }
 AMOUNT_UNITS = {"mm": 1.0, "kg m-2": 1.0, "kg/m2": 1.0, "m": 1000.0}
-LENGTH_UNITS = {"m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0,
-                "km": 1000.0, "kilometer": 1000.0, "kilometers": 1000.0, "kilometre": 1000.0, "kilometres": 1000.0}
-INTERVAL_SECONDS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "min": 60, "mins": 60, "minute": 60,
-                    "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600}
+LENGTH_UNITS = {
+    "m": 1.0,
+    "meter": 1.0,
+    "meters": 1.0,
+    "metre": 1.0,
+    "metres": 1.0,
+    "km": 1000.0,
+    "kilometer": 1000.0,
+    "kilometers": 1000.0,
+    "kilometre": 1000.0,
+    "kilometres": 1000.0,
+}
+INTERVAL_SECONDS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "seconds": 1,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hour": 3600,
+    "hours": 3600,
+}
 _CELL_SUM = re.compile(r"time\s*:\s*sum\s*\(\s*interval\s*:\s*([0-9.eE+-]+)\s*([a-zA-Z]+)\s*\)")
 
 
@@ -81,8 +112,10 @@ def _axis(ds: netCDF4.Dataset, var: netCDF4.Variable, which: str, path: str) -> 
     standard_name, axis = f"projection_{which}_coordinate", which.upper()
     for dim in var.dimensions:
         coord = ds.variables.get(dim)
-        if coord is not None and coord.ndim == 1 and (
-            getattr(coord, "standard_name", None) == standard_name or getattr(coord, "axis", None) == axis
+        if (
+            coord is not None
+            and coord.ndim == 1
+            and (getattr(coord, "standard_name", None) == standard_name or getattr(coord, "axis", None) == axis)
         ):
             return coord
     for coord in _by_standard_name(ds, standard_name):
@@ -141,8 +174,11 @@ def _plain(value: Any) -> Any:
 
 
 def _is_time(var: netCDF4.Variable) -> bool:
-    return (getattr(var, "standard_name", None) == "time" or getattr(var, "axis", None) == "T"
-            or " since " in str(getattr(var, "units", "")))
+    return (
+        getattr(var, "standard_name", None) == "time"
+        or getattr(var, "axis", None) == "T"
+        or " since " in str(getattr(var, "units", ""))
+    )
 
 
 def _time_variable(ds: netCDF4.Dataset, var: netCDF4.Variable, path: str) -> netCDF4.Variable:
@@ -166,8 +202,11 @@ def _decode(var: netCDF4.Variable, values: Any, path: str) -> list[np.datetime64
         raise ReaderError(f"{path}: time variable {var.name} has no units")
     calendar = getattr(var, "calendar", "standard")
     dates = netCDF4.num2date(
-        np.ma.filled(np.atleast_1d(np.asarray(values, dtype=np.float64)), np.nan), units, calendar,
-        only_use_cftime_datetimes=False, only_use_python_datetimes=True,
+        np.ma.filled(np.atleast_1d(np.asarray(values, dtype=np.float64)), np.nan),
+        units,
+        calendar,
+        only_use_cftime_datetimes=False,
+        only_use_python_datetimes=True,
     )
     return [to_datetime64(d) for d in np.atleast_1d(dates)]
 
@@ -179,8 +218,14 @@ def _time(ds: netCDF4.Dataset, var: netCDF4.Variable, path: str) -> tuple[np.dat
     return _decode(tvar, tvar[:], path)[0], tvar
 
 
-def _period_hours(ds: netCDF4.Dataset, var: netCDF4.Variable, tvar: netCDF4.Variable, time: np.datetime64,
-                  options: ReaderOptions, path: str) -> float:
+def _period_hours(
+    ds: netCDF4.Dataset,
+    var: netCDF4.Variable,
+    tvar: netCDF4.Variable,
+    time: np.datetime64,
+    options: ReaderOptions,
+    path: str,
+) -> float:
     seconds = None
     if "start_time" in ds.variables and ds.variables["start_time"].size == 1:
         start = _decode(ds.variables["start_time"], ds.variables["start_time"][:], path)[0]
@@ -207,13 +252,16 @@ def _to_rain(ds, var, values, tvar, time, options, path) -> np.ndarray:
     kind, units = var.standard_name, _units(var)
     if kind in (RATE, FLUX):
         if units not in RATE_UNITS:
-            raise ReaderError(f"{path}: {var.name} units {getattr(var, 'units', None)!r} are not a rain rate "
-                              f"({', '.join(RATE_UNITS)})")
+            raise ReaderError(
+                f"{path}: {var.name} units {getattr(var, 'units', None)!r} are not a rain rate "
+                f"({', '.join(RATE_UNITS)})"
+            )
         return values * RATE_UNITS[units]
     if kind == AMOUNT:
         if units not in AMOUNT_UNITS:
-            raise ReaderError(f"{path}: {var.name} units {getattr(var, 'units', None)!r} are not an amount "
-                              "(mm, kg m-2)")
+            raise ReaderError(
+                f"{path}: {var.name} units {getattr(var, 'units', None)!r} are not an amount (mm, kg m-2)"
+            )
         return values * AMOUNT_UNITS[units] / _period_hours(ds, var, tvar, time, options, path)
     if units not in (None, "dbz"):
         raise ReaderError(f"{path}: {var.name} units {var.units!r} are not dBZ")
@@ -241,8 +289,10 @@ def read_cf(path: str, options: ReaderOptions) -> Scan:
         others = [d for d in var.dimensions if d not in (xdim, ydim)]
         for dim in others:
             if var.shape[var.dimensions.index(dim)] != 1:
-                raise ReaderError(f"{path}: {var.name} has {var.shape[var.dimensions.index(dim)]} entries "
-                                  f"along {dim!r}; the readers take one scan per file")
+                raise ReaderError(
+                    f"{path}: {var.name} has {var.shape[var.dimensions.index(dim)]} entries "
+                    f"along {dim!r}; the readers take one scan per file"
+                )
         values = np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan)
         order = [var.dimensions.index(ydim), var.dimensions.index(xdim)]
         order += [i for i in range(var.ndim) if i not in order]

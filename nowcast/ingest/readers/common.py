@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def number(value: Any) -> float:
 def to_datetime64(value: datetime) -> np.datetime64:
     """A (possibly timezone-aware) datetime as naive UTC datetime64[s]."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return np.datetime64(value.replace(microsecond=0), "s")
 
 
@@ -101,9 +102,11 @@ def validate_scan(scan: Scan, path: str, options: ReaderOptions) -> Scan:
     ny, nx = scan.rain_rate.shape
     if ny < 2 or nx < 2:
         raise ReaderError(f"{path}: field of {ny}x{nx} pixels is too small (at least 2x2)")
-    latest = np.datetime64(datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0), "s") + np.timedelta64(1, "D")
+    latest = np.datetime64(datetime.now(UTC).replace(tzinfo=None, microsecond=0), "s") + np.timedelta64(1, "D")
     if not EARLIEST <= scan.time <= latest:
-        raise ReaderError(f"{path}: time {scan.time} is outside {EARLIEST}..{latest}; is the file's time encoded right?")
+        raise ReaderError(
+            f"{path}: time {scan.time} is outside {EARLIEST}..{latest}; is the file's time encoded right?"
+        )
     rain = scan.rain_rate
     if np.isinf(rain).any():
         raise ReaderError(f"{path}: the field holds infinite values")
@@ -116,11 +119,16 @@ def validate_scan(scan: Scan, path: str, options: ReaderOptions) -> Scan:
         values = rain[implausible]
         if n_bad > options.outlier_fraction * finite.sum():
             low, high = float(values.min()), float(values.max())
-            what = (f"rain rate {low:g} mm/h is negative (limit 0)" if low <= NEGATIVE_ROUNDING else
-                    f"rain rate {high:g} mm/h is above the limit {options.max_rain_rate:g} mm/h "
-                    "(source.reader.max_rain_rate)")
-            raise ReaderError(f"{path}: {what}, on {n_bad} pixels (more than source.reader.outlier_fraction "
-                              f"{options.outlier_fraction:g} of the valid ones)")
+            what = (
+                f"rain rate {low:g} mm/h is negative (limit 0)"
+                if low <= NEGATIVE_ROUNDING
+                else f"rain rate {high:g} mm/h is above the limit {options.max_rain_rate:g} mm/h "
+                "(source.reader.max_rain_rate)"
+            )
+            raise ReaderError(
+                f"{path}: {what}, on {n_bad} pixels (more than source.reader.outlier_fraction "
+                f"{options.outlier_fraction:g} of the valid ones)"
+            )
         log.debug("%s: %d implausible pixels (%g..%g mm/h) set to no data", path, n_bad, values.min(), values.max())
         rain = np.where(implausible, np.float32(np.nan), rain)
     if np.any(rain < 0):

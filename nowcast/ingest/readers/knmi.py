@@ -120,8 +120,9 @@ def read_knmi(path: str, options: ReaderOptions) -> Scan:
         parameter = text(image.attrs.get("image_geo_parameter", ACCUMULATION.encode())).upper()
         if parameter == ACCUMULATION:
             if "product_datetime_start" in overview:
-                hours = period_hours(_when(overview["product_datetime_start"], path, "product_datetime_start"),
-                                     end, path, parameter)
+                hours = period_hours(
+                    _when(overview["product_datetime_start"], path, "product_datetime_start"), end, path, parameter
+                )
             else:
                 hours = fallback_period_hours(options, path, parameter)
             rain = values / hours

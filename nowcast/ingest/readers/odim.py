@@ -34,7 +34,7 @@ OBJECTS = ("COMP", "IMAGE")
 
 def _numbered(group: h5py.Group, prefix: str) -> list[h5py.Group]:
     names = [n for n in group if re.fullmatch(rf"{prefix}\d+", n) and isinstance(group[n], h5py.Group)]
-    return [group[n] for n in sorted(names, key=lambda n: int(n[len(prefix):]))]
+    return [group[n] for n in sorted(names, key=lambda n: int(n[len(prefix) :]))]
 
 
 def _lookup(groups: list[h5py.Group], sub: str, key: str) -> Any:
@@ -66,8 +66,7 @@ def _choose(found: list[tuple[str, h5py.Group, h5py.Group]], options: ReaderOpti
                 return entry
     what = f"quantity {options.quantity!r}" if options.quantity else f"none of {', '.join(PREFERRED)}"
     raise ReaderError(
-        f"{path}: {what} in the file; it holds {', '.join(present) or 'no quantities'} "
-        "(set source.reader.quantity)"
+        f"{path}: {what} in the file; it holds {', '.join(present) or 'no quantities'} (set source.reader.quantity)"
     )
 
 
@@ -153,9 +152,7 @@ def read_odim(path: str, options: ReaderOptions) -> Scan:
             if None in start or None in end:
                 hours = fallback_period_hours(options, path, "ACRR")
             else:
-                hours = period_hours(
-                    _datetime(*start, path, "start"), _datetime(*end, path, "end"), path, "ACRR"
-                )
+                hours = period_hours(_datetime(*start, path, "start"), _datetime(*end, path, "end"), path, "ACRR")
             rain = values / hours
         elif quantity == "DBZH":
             rain = reflectivity_to_rain(values, options.zr_a, options.zr_b)
