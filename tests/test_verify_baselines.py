@@ -39,7 +39,7 @@ def scores(forecast, obs):
 
 
 def test_unknown_baseline_lists_names():
-    with pytest.raises(KeyError, match="available: extrapolation, persistence"):
+    with pytest.raises(KeyError, match="available: extrapolation, persistence, sprog"):
         get_baseline("climatology")
 
 

@@ -25,6 +25,24 @@ class MotionConfig(Section):
     solver: int = Field(2, ge=1, le=2)
 
 
+class SprogConfig(Section):
+    """S-PROG (``sprog.py``): estimated from each event's own frames at run time, nothing learned.
+
+    The defaults are pySTEPS' (``pysteps.nowcasts.sprog`` with its examples' dB transform)."""
+
+    n_cascade_levels: int = Field(6, ge=3, le=12)
+    gauss_scale: float = Field(0.5, gt=0)  # width of the bandpass filters in log wavenumber
+    rain_threshold_mmh: float = Field(0.1, gt=0)  # below it: no rain, on the way in and out
+    zero_db: float = -15.0  # the dBR given to no rain: below the threshold's
+
+    @model_validator(mode="after")
+    def _zero_below_threshold(self) -> SprogConfig:
+        threshold_db = 10 * math.log10(self.rain_threshold_mmh)
+        if self.zero_db >= threshold_db:
+            raise ValueError(f"zero_db {self.zero_db} must be below the threshold's {threshold_db:.2f} dBR")
+        return self
+
+
 # settings with no weights behind them: fine-tuning may change them (the motion is estimated, the
 # heavy tail applied at inference), everything else must match the weights it starts from
 PARAMETER_FREE = ("motion", "heavy_tail_mmh")

@@ -1,4 +1,4 @@
-"""Baseline nowcasts that any model must beat: persistence and optical-flow extrapolation.
+"""Baseline nowcasts that any model must beat: persistence, optical-flow extrapolation and S-PROG.
 
 Contract of every baseline (one call = one forecast)::
 
@@ -106,25 +106,69 @@ def extrapolation(
         (n_leads, H, W) float32 mm/h, NaN where the forecast has no data.
     """
     frames = _check_frames(frames, n_leads, min_frames=2)
+    if not np.isfinite(frames[-1]).any():
+        return np.full((n_leads, *frames.shape[1:]), np.nan, np.float32)
+    recent_db, metadata, velocity = _db_and_motion(frames, num_motion_frames)
+    advect = import_pysteps("pysteps.extrapolation").get_method("semilagrangian")
+    forecast_db = advect(recent_db[-1], velocity, n_leads, outval=np.nan, allow_nonfinite_values=True)
+    return _db_to_rain(forecast_db, metadata)
+
+
+def sprog(
+    frames: np.ndarray,
+    n_leads: int,
+    pixel_size_m: float = 1000.0,
+    time_step_s: int = 300,
+    num_motion_frames: int = 3,
+    n_cascade_levels: int = 6,
+) -> np.ndarray:
+    """pySTEPS' S-PROG (``pysteps.nowcasts.sprog``), with its examples' settings.
+
+    The last three frames in dB (as ``extrapolation``), Lucas-Kanade motion from the last
+    ``num_motion_frames``, ``n_cascade_levels`` cascade levels, AR(2) per level, the percentile
+    mask and CDF match to the last frame. Its progress printing is silenced.
+
+    Args:
+        frames: (T_in, H, W) mm/h with NaN; at least three frames.
+        n_leads: number of lead times.
+        pixel_size_m: unused: motion is in pixels per time step.
+        time_step_s: unused for the same reason (the AR model counts input steps).
+        num_motion_frames: how many of the last frames feed the motion estimate.
+        n_cascade_levels: bandpass levels of the cascade (pySTEPS' default, 6).
+
+    Returns:
+        (n_leads, H, W) float32 mm/h, NaN where the forecast has no data.
+    """
+    frames = _check_frames(frames, n_leads, min_frames=3)
+    if not np.isfinite(frames[-3:]).all(axis=0).any():
+        return np.full((n_leads, *frames.shape[1:]), np.nan, np.float32)
+    recent_db, metadata, velocity = _db_and_motion(frames, max(num_motion_frames, 3))
+    method = import_pysteps("pysteps.nowcasts").get_method("sprog")
+    with contextlib.redirect_stdout(io.StringIO()):
+        forecast_db = method(
+            recent_db[-3:], velocity, n_leads, n_cascade_levels=n_cascade_levels, precip_thr=DB_BACK_THRESHOLD
+        )
+    return _db_to_rain(forecast_db, metadata)
+
+
+def _db_and_motion(frames: np.ndarray, num_motion_frames: int) -> tuple[np.ndarray, dict, np.ndarray]:
+    """The last ``num_motion_frames`` frames in dB, their metadata, and their Lucas-Kanade motion (2, H, W)."""
     if num_motion_frames < 2:
         raise ValueError(f"num_motion_frames must be at least 2, got {num_motion_frames}")
     transformation = import_pysteps("pysteps.utils.transformation")
-    motion = import_pysteps("pysteps.motion")
-    extrapolation_methods = import_pysteps("pysteps.extrapolation")
-
-    shape = (n_leads, *frames.shape[1:])
-    last = frames[-1]
-    if not np.isfinite(last).any():
-        return np.full(shape, np.nan, np.float32)
     recent = np.array(frames[-num_motion_frames:], dtype=np.float64)
     recent_db, metadata = transformation.dB_transform(recent, threshold=DB_THRESHOLD_MMH, zerovalue=DB_ZEROVALUE)
     # all-dry (or all no-data) inputs have nothing to track; LK would return zero motion anyway
-    if np.nanmax(recent_db) > DB_ZEROVALUE:
-        velocity = _lucas_kanade(motion, recent_db)
+    if np.nanmax(recent_db, initial=DB_ZEROVALUE) > DB_ZEROVALUE:
+        velocity = _lucas_kanade(import_pysteps("pysteps.motion"), recent_db)
     else:
         velocity = np.zeros((2, *frames.shape[1:]))
-    advect = extrapolation_methods.get_method("semilagrangian")
-    forecast_db = advect(recent_db[-1], velocity, n_leads, outval=np.nan, allow_nonfinite_values=True)
+    return recent_db, metadata, velocity
+
+
+def _db_to_rain(forecast_db: np.ndarray, metadata: dict) -> np.ndarray:
+    """dB back to mm/h (below 0.1 mm/h: 0), float32."""
+    transformation = import_pysteps("pysteps.utils.transformation")
     forecast, _ = transformation.dB_transform(forecast_db, metadata, threshold=DB_BACK_THRESHOLD, inverse=True)
     return np.asarray(forecast, dtype=np.float32)
 
@@ -132,6 +176,7 @@ def extrapolation(
 BASELINES: dict[str, Baseline] = {
     "persistence": persistence,
     "extrapolation": extrapolation,
+    "sprog": sprog,
 }
 
 
