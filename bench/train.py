@@ -71,11 +71,11 @@ def _samples_per_s(model, cfg, batches) -> float:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     batches = iter(batches)
-    x, y = next(batches)  # warm-up step (and loader start-up) not timed
-    train_step(model, optimizer, scheduler, x, y, cfg, torch.device("cpu"))
+    x, y, context = next(batches)  # warm-up step (and loader start-up) not timed
+    train_step(model, optimizer, scheduler, x, y, context, cfg, torch.device("cpu"))
     t0, n = time.perf_counter(), 0
-    for x, y in batches:
-        train_step(model, optimizer, scheduler, x, y, cfg, torch.device("cpu"))
+    for x, y, context in batches:
+        train_step(model, optimizer, scheduler, x, y, context, cfg, torch.device("cpu"))
         n += len(x)
     return n / (time.perf_counter() - t0)
 
@@ -99,7 +99,7 @@ def bench_loader(out_dir: Path, quick: bool) -> list[dict]:
         dataset = WindowDataset([reader], train_w, plan.streams[0], cfg, cfg.optim.batch_size, (0, 0, 0))
         return itertools.islice(make_loader(dataset, cfg.optim.batch_size, 2), steps)
 
-    in_memory = [(x.clone(), y.clone()) for x, y in from_store()]
+    in_memory = [(x.clone(), y.clone(), c.clone()) for x, y, c in from_store()]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rates: dict[str, list[float]] = {"store": [], "memory": []}

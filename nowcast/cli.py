@@ -380,7 +380,8 @@ def evaluate(
         options = validate(
             PredictConfig, {"tile_size": tile_size, "precision": precision}, "command line"
         ).forecast_options()
-        forecasters = {"model": model_forecaster(loaded.model, **options)}
+        grid = {"time_step_s": reader.layout.time_step_s, "pixel_size_m": reader.grid.pixel_size}
+        forecasters = {"model": model_forecaster(loaded.model, **grid, **options)}
         forecasters.update(
             {name: make_forecaster(name, reader.grid.pixel_size, reader.layout.time_step_s) for name in names}
         )

@@ -50,7 +50,8 @@ def steps_on_fixed_data(model, cfg, x, y, n=3):
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     for _ in range(n):
-        train_step(model, optimizer, scheduler, x, y, cfg, torch.device("cpu"))
+        context = torch.tensor([[300.0, 1000.0]]).expand(len(x), 2)  # time step (s), pixel size (m)
+        train_step(model, optimizer, scheduler, x, y, context, cfg, torch.device("cpu"))
 
 
 def _rank(rank, world, port, cfg, store, out):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -43,23 +44,39 @@ class SprogConfig(Section):
         return self
 
 
+class CorrectorConfig(Section):
+    """The learned correction of the S-PROG forecast (``corrector.py``): a small CNN on coarse cells."""
+
+    hidden_channels: int = Field(32, ge=1)
+    dilations: list[int] = Field([1, 2, 4, 1], min_length=1)  # one 3x3 convolution per entry
+    cell_px: int = Field(4, ge=1, le=32)  # the correction is computed on cells this many pixels across
+    max_log_gain: float = Field(1.0, gt=0)  # each level's amplitude changes by at most exp(+-max_log_gain)
+    max_offset_db: float = Field(5.0, ge=0)  # the dBR offset (where it rains more or less) stays within +-this
+
+
 # settings with no weights behind them: fine-tuning may change them (the motion is estimated, the
 # heavy tail applied at inference), everything else must match the weights it starts from
 PARAMETER_FREE = ("motion", "heavy_tail_mmh")
 
 
 class ModelConfig(Section):
-    """Shape of the encoder-forecaster and its rain transform.
+    """Which model, its shape and its rain transform.
 
-    Layer ``i`` of the encoder is a ConvLSTM with ``hidden_channels[i]`` channels and kernel
-    ``kernel_sizes[i]``; a strided stem conv (``stem_stride``) comes before layer 0 and a strided
-    conv (``downsample[i - 1]``) before every other layer. The forecaster mirrors it. With
-    ``advection`` the network corrects an optical-flow extrapolation instead of drawing the
-    forecast from nothing (see ``motion.py``).
+    ``name`` picks the model (``MODELS`` in ``nowcast.model``): ``sprog`` is the S-PROG forecast
+    estimated from the inputs at run time plus a learned correction, set up by ``sprog`` and
+    ``corrector``; ``convlstm`` is the ConvLSTM encoder-forecaster, whose shape the fields from
+    ``stem_channels`` to ``heavy_tail_mmh`` give. Layer ``i`` of its encoder is a ConvLSTM with
+    ``hidden_channels[i]`` channels and kernel ``kernel_sizes[i]``; a strided stem conv
+    (``stem_stride``) comes before layer 0 and a strided conv (``downsample[i - 1]``) before every
+    other layer. The forecaster mirrors it. With ``advection`` the network corrects an
+    optical-flow extrapolation instead of drawing the forecast from nothing (see ``motion.py``).
     """
 
+    name: Literal["convlstm", "sprog"] = "convlstm"
     num_input_frames: int = Field(6, ge=1, le=64)
     num_output_frames: int = Field(12, ge=1, le=128)
+    sprog: SprogConfig = SprogConfig()
+    corrector: CorrectorConfig = CorrectorConfig()
     stem_channels: int = Field(16, ge=1)
     stem_stride: int = Field(2, ge=1, le=8)
     hidden_channels: list[int] = Field([32, 64, 64], min_length=1)
@@ -91,6 +108,8 @@ class ModelConfig(Section):
             raise ValueError(
                 f"downsample needs {n - 1} factors in 1..8 (one between each pair of layers), got {self.downsample}"
             )
+        if self.name == "sprog" and self.num_input_frames < 3:
+            raise ValueError(f"the sprog model needs num_input_frames >= 3 (AR(2)), got {self.num_input_frames}")
         if self.max_rain_mmh <= self.dry_threshold_mmh:
             raise ValueError("max_rain_mmh must be larger than dry_threshold_mmh")
         return self
@@ -111,4 +130,6 @@ class ModelConfig(Section):
     @property
     def multiple(self) -> int:
         """Height and width of every input must be divisible by this (total downsampling)."""
+        if self.name == "sprog":
+            return 1
         return self.stem_stride * math.prod(self.downsample)

@@ -167,6 +167,8 @@ def _up(channels_in: int, channels_out: int, stride: int) -> nn.Module:
 class EncoderForecaster(nn.Module):
     """Sequence-to-sequence ConvLSTM nowcaster: ``num_input_frames`` in, ``num_output_frames`` out."""
 
+    whole_domain = False  # large domains may run in overlapping tiles (predict/forecast.py)
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -201,13 +203,15 @@ class EncoderForecaster(nn.Module):
         """Input height and width must be divisible by this."""
         return self.cfg.multiple
 
-    def forward(self, x: torch.Tensor, transformed: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, transformed: bool = False, **grid: object) -> torch.Tensor:
         """Forecast rain.
 
         Args:
             x: (B, num_input_frames, 1, H, W) rain in mm/h, NaN where there is no data.
             transformed: return the raw network output in z space (see ``transform.py``),
                 which is what the training loss compares; False gives mm/h.
+            **grid: ``time_step_s`` and ``pixel_size_m``, which other models take; this one is
+                trained for one of each and ignores them.
 
         Returns:
             (B, num_output_frames, 1, H, W): mm/h >= 0 (float32), or z when ``transformed``.
@@ -289,8 +293,3 @@ class EncoderForecaster(nn.Module):
     def forward_transformed(self, x: torch.Tensor) -> torch.Tensor:
         """The raw output in z space: ``forward(x, transformed=True)``."""
         return self.forward(x, transformed=True)
-
-
-def build_model(cfg: ModelConfig) -> EncoderForecaster:
-    """Build the model described by ``cfg`` (weights from torch's default init, seed it first)."""
-    return EncoderForecaster(cfg)

@@ -34,7 +34,7 @@ from nowcast.model.autoregression import ar2_parameters, iterate_ar2, lag_correl
 from nowcast.model.cascade import bandpass_filters, decompose, recompose
 from nowcast.model.config import SprogConfig
 from nowcast.model.extrapolate import displacements, warp
-from nowcast.model.probmatch import keep_distribution
+from nowcast.model.probmatch import keep_distribution, keep_distribution_differentiable
 
 AR_ORDER = 2
 
@@ -56,6 +56,7 @@ def dbr_to_rain(dbr: torch.Tensor, cfg: SprogConfig) -> torch.Tensor:
 class SprogState:
     """What the forecast starts from, estimated from the input frames."""
 
+    frames: torch.Tensor  # (B, 3, H, W) the last three frames in dBR, moved onto the last, no data filled
     levels: torch.Tensor  # (B, 2, L, H, W) normalised Lagrangian cascades of the last two frames
     phi: torch.Tensor  # (B, L, 3) AR(2) parameters per level: phi_1, phi_2, innovation std
     means: torch.Tensor  # (B, L) the last frame's level statistics, which recomposition restores
@@ -98,6 +99,7 @@ def initialise(rain_mmh: torch.Tensor, flow: torch.Tensor, n_leads: int, cfg: Sp
     last = dbr[:, -1]
     threshold_db = 10 * math.log10(cfg.rain_threshold_mmh)
     return SprogState(
+        frames=dbr,
         levels=levels[:, 1:],
         phi=phi,
         means=cascade.means.view(b, AR_ORDER + 1, -1)[:, -1],
@@ -124,17 +126,20 @@ def lagrangian_dbr(state: SprogState, levels: torch.Tensor) -> torch.Tensor:
     return recompose(levels, state.means[:, None], state.stds[:, None])
 
 
-def finish(field: torch.Tensor, state: SprogState, cfg: SprogConfig) -> torch.Tensor:
+def finish(field: torch.Tensor, state: SprogState, cfg: SprogConfig, differentiable: bool = False) -> torch.Tensor:
     """Steps 6-7: wet-area mask, CDF match to the last frame, warp to each lead; dBR (B, n, H, W) -> mm/h.
+
+    ``differentiable`` passes a gradient through the CDF match to ``field`` (for training: see
+    ``probmatch.keep_distribution_differentiable``); the values are the same.
 
     Returns:
         (B, n, H, W) float32 mm/h, NaN where some input frame had no data or the trace left the domain.
     """
     b, n, h, w = field.shape
     sorted_last = state.last_dbr.reshape(b, h * w).sort(dim=-1).values  # (B, H*W)
+    match = keep_distribution_differentiable if differentiable else keep_distribution
     rows = [
-        keep_distribution(field[i].reshape(n, h * w).float(), sorted_last[i : i + 1], state.n_wet[i].expand(n))
-        for i in range(b)
+        match(field[i].reshape(n, h * w).float(), sorted_last[i : i + 1], state.n_wet[i].expand(n)) for i in range(b)
     ]
     matched = torch.stack(rows).view(b, n, h, w)
     matched = torch.where(state.no_data[:, None], float("nan"), matched)

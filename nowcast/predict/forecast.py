@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from nowcast.model import EncoderForecaster
+from nowcast.model import Model
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +65,19 @@ def _ramp(size: int, overlap: int, at_start: bool = False, at_end: bool = False)
     return ramp
 
 
-def _run(model: EncoderForecaster, rain: np.ndarray, bfloat16: bool = False) -> np.ndarray:
+def _run(model: Model, rain: np.ndarray, bfloat16: bool = False, **grid: float) -> np.ndarray:
     """One model call on (T_in, H, W) with H, W divisible by the model's multiple -> (T_out, H, W)."""
     device = next(model.parameters()).device
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
         x = torch.from_numpy(np.ascontiguousarray(rain)).to(device)[None, :, None]  # (1, T_in, 1, H, W)
-        return model(x)[0, :, 0].float().cpu().numpy()  # (T_out, H, W)
+        return model(x, **grid)[0, :, 0].float().cpu().numpy()  # (T_out, H, W)
 
 
 def run_model(
-    model: EncoderForecaster,
+    model: Model,
     frames: np.ndarray,
+    time_step_s: float = 300.0,
+    pixel_size_m: float = 1000.0,
     tile_size: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -86,6 +88,8 @@ def run_model(
     Args:
         model: the network, in eval mode.
         frames: (num_input_frames, H, W) mm/h with NaN for no data, oldest first.
+        time_step_s: the frames' spacing: one lead per step (models that condition on it).
+        pixel_size_m: the grid spacing (likewise).
         tile_size: side of square tiles in pixels (rounded up to the model's multiple);
             None = no tiling unless the padded domain has more than ``max_pixels`` pixels.
         overlap: pixels shared by neighbouring tiles (rounded up to the model's multiple).
@@ -102,19 +106,22 @@ def run_model(
     ph, pw = _round_up(height, m), _round_up(width, m)
     padded = np.full((t_in, ph, pw), np.nan, np.float32)
     padded[:, :height, :width] = frames
+    grid = {"time_step_s": float(time_step_s), "pixel_size_m": float(pixel_size_m)}
+    if model.whole_domain:  # its cascade and distribution match are the whole domain's: never tiled
+        tile_size, max_pixels = None, ph * pw
     if tile_size is None and ph * pw > max_pixels:
         tile_size = max(m, int(np.sqrt(max_pixels)) // m * m)
         log.info("domain %dx%d is above the %d-pixel budget: tiles of %d", height, width, max_pixels, tile_size)
     if tile_size is None or (tile_size >= ph and tile_size >= pw):
-        out = _run(model, padded, bfloat16)
+        out = _run(model, padded, bfloat16, **grid)
     else:
-        out = _run_tiled(model, padded, _round_up(tile_size, m), _round_up(overlap, m), bfloat16)
+        out = _run_tiled(model, padded, _round_up(tile_size, m), _round_up(overlap, m), bfloat16, **grid)
     out = out[:, :height, :width].astype(np.float32, copy=False)
     out[:, ~np.isfinite(frames[-1])] = np.nan
     return out
 
 
-def _run_tiled(model: EncoderForecaster, padded: np.ndarray, tile: int, overlap: int, bfloat16: bool) -> np.ndarray:
+def _run_tiled(model: Model, padded: np.ndarray, tile: int, overlap: int, bfloat16: bool, **grid: float) -> np.ndarray:
     _, ph, pw = padded.shape
     th, tw = min(tile, ph), min(tile, pw)
     rows = tile_starts(ph, th, overlap, model.multiple)
@@ -124,7 +131,7 @@ def _run_tiled(model: EncoderForecaster, padded: np.ndarray, tile: int, overlap:
     log.info("forecasting %d tiles of %dx%d (overlap %d)", len(rows) * len(cols), th, tw, overlap)
     for r in rows:
         for c in cols:
-            out = _run(model, padded[:, r : r + th, c : c + tw], bfloat16)  # (T_out, th, tw)
+            out = _run(model, padded[:, r : r + th, c : c + tw], bfloat16, **grid)  # (T_out, th, tw)
             weight = (
                 _ramp(th, overlap, r == 0, r + th == ph)[:, None] * _ramp(tw, overlap, c == 0, c + tw == pw)[None, :]
             )  # (th, tw)
@@ -133,17 +140,20 @@ def _run_tiled(model: EncoderForecaster, padded: np.ndarray, tile: int, overlap:
     return total / norm
 
 
-def model_forecaster(model: EncoderForecaster, **options) -> Callable[[np.ndarray, int], np.ndarray]:
+def model_forecaster(
+    model: Model, time_step_s: float = 300.0, pixel_size_m: float = 1000.0, **options
+) -> Callable[[np.ndarray, int], np.ndarray]:
     """The model as ``f(frames (T_in, H, W), n_leads) -> (n_leads, H, W)``, what ``nowcast.verify`` scores.
 
     Args:
         model: the network, in eval mode.
+        time_step_s, pixel_size_m: the grid the frames come on (``run_model``).
         **options: passed to ``run_model`` (tile_size, overlap, max_pixels).
     """
 
     def forecast(frames: np.ndarray, n_leads: int) -> np.ndarray:
         if n_leads > model.cfg.num_output_frames:
             raise ValueError(f"the model forecasts {model.cfg.num_output_frames} leads, {n_leads} asked")
-        return run_model(model, frames, **options)[:n_leads]
+        return run_model(model, frames, time_step_s, pixel_size_m, **options)[:n_leads]
 
     return forecast

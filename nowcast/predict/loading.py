@@ -110,9 +110,15 @@ def check_data_facts(
         source: the input, for the message.
         input_time_step_s: the time step the user says the input has, to run the model at it.
 
+    A ``sprog`` model runs at any pixel size and time step: S-PROG is estimated from the input
+    itself and its correction is told the lead time in minutes and the pixel size.
+
     Raises:
         CheckpointError: naming both values of what differs.
     """
+    if loaded.cfg.name == "sprog":
+        log.info("%s runs on %s at %g m and %d s steps", loaded.path, source, pixel_size_m, int(time_step_s))
+        return
     problems = []
     if loaded.pixel_size_m is not None and not math.isclose(
         loaded.pixel_size_m, pixel_size_m, rel_tol=1e-6, abs_tol=0.5

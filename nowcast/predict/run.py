@@ -104,7 +104,8 @@ def make_forecast(loaded: LoadedModel, window: Window, cfg: PredictConfig) -> Fo
         rain, note = _fallback(window, n_leads)
         return Forecast(rain, window.init_time, frames.grid, frames.time_step_s, window, "extrapolation", note)
     started = time.perf_counter()
-    rain = run_model(loaded.model, frames.rain, **cfg.forecast_options())[:n_leads]
+    options = cfg.forecast_options()
+    rain = run_model(loaded.model, frames.rain, frames.time_step_s, frames.grid.pixel_size, **options)[:n_leads]
     log.info(
         "forecast of %d leads from %s on %dx%d in %.2f s",
         n_leads,

@@ -163,7 +163,8 @@ def _augment(window: np.ndarray, flip_y: bool, flip_x: bool, k: int) -> np.ndarr
 
 
 class WindowDataset(IterableDataset):
-    """Yields ``(x, y)``: (T_in, 1, h, w) and (T_out, 1, h, w) float32 mm/h with NaN for no data.
+    """Yields ``(x, y, context)``: (T_in, 1, h, w) and (T_out, 1, h, w) float32 mm/h with NaN for no
+    data, and (2,) the store's time step (s) and pixel size (m), which models may condition on.
 
     Each DataLoader worker serves one stream (``streams[(first_stream + worker_id) % n]``), so
     the loader needs exactly ``len(streams)`` workers (or none, with one stream). Stores are
@@ -242,6 +243,7 @@ class WindowDataset(IterableDataset):
             raise RuntimeError(f"the dataset has {len(self.streams)} streams but the loader {n_workers} workers")
         order, group, aug = self._samples((self.first_stream + worker) % n_workers)
         length, n_in = self.cfg.window_length, self.cfg.model.num_input_frames
+        context = [torch.tensor([r.layout.time_step_s, r.grid.pixel_size], dtype=torch.float32) for r in self.readers]
         for g in np.unique(group):  # groups come in reading order
             members = np.flatnonzero(group == g)
             blocks = {}  # unit -> (first time index, frames): one read per unit
@@ -257,7 +259,7 @@ class WindowDataset(IterableDataset):
                 t0 = self.windows.start[w] - lo
                 window = _augment(frames[t0 : t0 + length, y0 : y0 + h, x0 : x0 + wd], flip_y, flip_x, k)  # (L, h, w)
                 window = torch.from_numpy(window)[:, None]  # (L, 1, h, w)
-                yield window[:n_in], window[n_in:]
+                yield window[:n_in], window[n_in:], context[self.windows.store[w]]
 
 
 def val_streams(units: np.ndarray, rank: int, world_size: int, num_streams: int) -> list[np.ndarray]:

@@ -47,14 +47,16 @@ log = logging.getLogger(__name__)
 
 
 def open_stores(cfg: TrainConfig) -> list[StoreReader]:
-    """Open every store in ``data.stores``; they must share pixel size and time step."""
+    """Open every store in ``data.stores``; they must share pixel size and time step, unless the
+    model conditions on both (``sprog``: its S-PROG is estimated per input, its correction is told
+    the lead time in minutes and the pixel size)."""
     readers = []
     for path in cfg.data.stores:
         try:
             readers.append(StoreReader(path))
         except NowcastError as e:
             raise ConfigError(f"data.stores: {e}") from None
-    for reader in readers[1:]:
+    for reader in readers[1:] if cfg.model.name != "sprog" else []:
         first = readers[0]
         if (reader.grid.pixel_size, reader.layout.time_step_s) != (first.grid.pixel_size, first.layout.time_step_s):
             raise ConfigError(
@@ -104,13 +106,14 @@ def train_step(
     scheduler: Any,
     x: torch.Tensor,
     y: torch.Tensor,
+    context: torch.Tensor,
     cfg: TrainConfig,
     device: torch.device,
 ) -> tuple[float, float]:
     """One optimisation step on a batch; returns (loss, gradient norm before clipping)."""
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, T, 1, h, w) mm/h, NaN
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        pred_z = model(x, transformed=True)  # (B, T_out, 1, h, w)
+        pred_z = _forward(model, x, context.to(device))  # (B, T_out, 1, h, w)
     loss = get_loss(cfg.loss.name)(pred_z, y, cfg)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -120,16 +123,21 @@ def train_step(
     return loss.item(), grad_norm.item()
 
 
+def _forward(model: torch.nn.Module, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """The model's training output (z) for a batch and its (B, 2) time steps and pixel sizes."""
+    return model(x, transformed=True, time_step_s=context[:, 0], pixel_size_m=context[:, 1])
+
+
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     """Loss, CSI at 1 mm/h and MAE per lead time over this rank's share, summed over ranks."""
     model.eval()
     loss_sum, n = 0.0, 0
     counts = torch.zeros(5, cfg.model.num_output_frames, dtype=torch.float64)
-    for x, y in loader:
+    for x, y, context in loader:
         x, y = x.to(device), y.to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            pred_z = model(x, transformed=True)  # (B, T_out, 1, H, W)
+            pred_z = _forward(model, x, context.to(device))  # (B, T_out, 1, H, W)
         loss_sum += get_loss(cfg.loss.name)(pred_z, y, cfg).item() * len(x)
         n += len(x)
         pred = z_to_rain(pred_z.float(), cfg.model.dry_threshold_mmh, cfg.model.max_rain_mmh)  # mm/h
@@ -325,8 +333,8 @@ def _train(
             first_stream=first,
         )
         loader = make_loader(dataset, per_rank, workers, pin_memory=dist.device.type == "cuda")
-        for x, y in itertools.islice(loader, min(plan.steps - epoch_step, last - step)):
-            loss, grad_norm = train_step(model, optimizer, scheduler, x, y, cfg, dist.device)
+        for x, y, context in itertools.islice(loader, min(plan.steps - epoch_step, last - step)):
+            loss, grad_norm = train_step(model, optimizer, scheduler, x, y, context, cfg, dist.device)
             step, epoch_step, seen = step + 1, epoch_step + 1, seen + len(x) * dist.world_size
             rate = seen / (time.perf_counter() - t0)
             progress.update(step, loss, rate)
