@@ -17,6 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Radar precip
 INPUT_TIME_STEP_HELP = (
     "the input's time step in seconds, to run a model trained at another step on it (one lead per input step)"
 )
+METHOD_HELP = "model (the checkpoint) or sprog (nowcast's own S-PROG, nothing learned: any grid, any lead)"
 log = logging.getLogger("nowcast")
 
 
@@ -247,6 +248,7 @@ def predict(
     input_path: Path = typer.Option(..., "--input", help="a Zarr store, or a folder of raw radar files"),
     out: Path = typer.Option(..., help="forecast file: .nc (CF NetCDF) or .zarr"),
     checkpoint: Path | None = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
+    method: str = typer.Option("model", help=METHOD_HELP),
     time: str | None = typer.Option(
         None, help="forecast from the latest valid frame at or before this time (ISO 8601; default: the newest)"
     ),
@@ -261,7 +263,7 @@ def predict(
 ) -> None:
     """Forecast the next lead times from the latest input frames; write CF NetCDF/Zarr (and pictures)."""
     from nowcast.config import load_config
-    from nowcast.predict import PredictConfig, load_model, predict_to_file, resolve_checkpoint, store_window
+    from nowcast.predict import PredictConfig, load_method, predict_to_file, store_window
     from nowcast.predict.inputs import parse_time
     from nowcast.predict.writer import check_out_path
 
@@ -275,7 +277,7 @@ def predict(
         cfg = load_config(PredictConfig, config, extra)
         check_out_path(out)
         until = parse_time(time)
-        loaded = load_model(resolve_checkpoint(checkpoint))
+        loaded = load_method(method, checkpoint, cfg.leads)
         if (input_path / "zarr.json").is_file():
             from nowcast.store import StoreReader
 
@@ -338,6 +340,7 @@ def evaluate(
     store: Path = typer.Option(..., help="the Zarr store to score forecasts against"),
     out: Path = typer.Option(..., help="folder for scores.json, scores.md and scores.png"),
     checkpoint: Path | None = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
+    method: str = typer.Option("model", help=METHOD_HELP),
     baselines: str = typer.Option(
         "persistence,extrapolation", help="baselines scored beside the model, comma-separated"
     ),
@@ -352,7 +355,7 @@ def evaluate(
 ) -> None:
     """Score the model against persistence and optical-flow extrapolation over a store, per lead time."""
     from nowcast.config import validate
-    from nowcast.predict import PredictConfig, check_data_facts, load_model, model_forecaster, resolve_checkpoint
+    from nowcast.predict import PredictConfig, check_data_facts, load_method, model_forecaster
     from nowcast.predict.inputs import parse_time
     from nowcast.store import StoreReader
     from nowcast.verify.baselines import BASELINES, make_forecaster
@@ -367,7 +370,7 @@ def evaluate(
         )
     try:
         times = {"start": parse_time(start, "--start"), "end": parse_time(end, "--end")}
-        loaded = load_model(resolve_checkpoint(checkpoint))
+        loaded = load_method(method, checkpoint, leads)
         reader = StoreReader(str(store))
         check_data_facts(
             loaded, reader.grid.pixel_size, reader.layout.time_step_s, reader.grid.crs, reader.path, input_time_step

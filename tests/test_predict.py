@@ -297,3 +297,31 @@ def test_predict_imports_neither_ingest_nor_train():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_method_sprog_forecasts_without_a_checkpoint(store, tmp_path):
+    """--method sprog: nowcast's S-PROG, at the store's grid, to more leads than a model makes."""
+    from nowcast.model import sprog
+    from nowcast.model.config import MotionConfig, SprogConfig
+    from nowcast.model.motion import estimate_motion
+    from nowcast.model.transform import rain_to_z
+
+    out = tmp_path / "sprog.nc"
+    init = str(store.times[19])  # time 20 is missing: the last complete four frames end at 19
+    done = invoke("predict", "--method", "sprog", "--input", store.path, "--out", out, "--leads", "15", "--time", init)
+    assert done.exit_code == 0, done.output
+    ds = xr.open_dataset(out)
+    assert ds["rainfall_rate"].shape == (15, 64, 64) and "S-PROG" in ds.attrs["source"]
+    # the same numbers as S-PROG run directly on the last four frames
+    frames = torch.from_numpy(store.read(16, 20))[None]
+    has_data = torch.isfinite(frames)
+    z = rain_to_z(torch.where(has_data, frames, 0.0), 0.1, 300.0)
+    flow = estimate_motion(z, has_data, MotionConfig())
+    expected = sprog.forecast(frames, flow, 15, SprogConfig())[0].numpy()
+    np.testing.assert_allclose(ds["rainfall_rate"].values, expected, rtol=1e-4, atol=1e-4, equal_nan=True)
+    refused = invoke(
+        "predict", "--method", "sprog", "--checkpoint", tmp_path / "x.pt", "--input", store.path, "--out", out
+    )
+    assert refused.exit_code != 0 and "--method sprog uses no checkpoint" in refused.output
+    unknown = invoke("predict", "--method", "steps", "--input", store.path, "--out", out)
+    assert unknown.exit_code != 0 and "available: model, sprog" in unknown.output

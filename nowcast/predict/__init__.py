@@ -10,7 +10,7 @@ NetCDF / Zarr, atomic) and ``plot`` (PNG panel, GIF). Imports model, store and c
 from nowcast.predict.config import PredictConfig
 from nowcast.predict.forecast import model_forecaster, run_model
 from nowcast.predict.inputs import Frames, Window, select_window, store_window
-from nowcast.predict.loading import LoadedModel, check_data_facts, load_model, resolve_checkpoint
+from nowcast.predict.loading import LoadedModel, check_data_facts, load_method, load_model, resolve_checkpoint
 from nowcast.predict.run import Forecast, make_forecast, predict_to_file
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "PredictConfig",
     "Window",
     "check_data_facts",
+    "load_method",
     "load_model",
     "make_forecast",
     "model_forecaster",

@@ -14,7 +14,7 @@ from typing import Any
 
 from nowcast.checkpoint import load_checkpoint, model_from_checkpoint
 from nowcast.errors import CheckpointError
-from nowcast.model import EncoderForecaster, ModelConfig
+from nowcast.model import EncoderForecaster, ModelConfig, build_model
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,13 @@ class LoadedModel:
     path: str
     step: int
     config: dict[str, Any]  # the checkpoint's resolved config (model, data facts, ...)
+    description: str = ""  # what made the forecast, in words (default: from the model's name)
+
+    @property
+    def title(self) -> str:
+        if self.description:
+            return self.description
+        return {"convlstm": "ConvLSTM encoder-forecaster", "sprog": "S-PROG with a learned correction"}[self.cfg.name]
 
     @property
     def pixel_size_m(self) -> float | None:
@@ -85,6 +92,35 @@ def load_model(path: str | Path) -> LoadedModel:
         cfg.multiple,
     )
     return LoadedModel(model, cfg, str(path), int(ckpt.get("step", 0)), dict(ckpt["config"]))
+
+
+METHODS = ("model", "sprog")  # what `predict --method` / `evaluate --method` run
+
+
+def sprog_model(num_input_frames: int = 4, num_output_frames: int = 12) -> LoadedModel:
+    """nowcast's own S-PROG (torch, nothing learned): the S-PROG corrector with no correction.
+
+    Its last layer starts at zero, so the untrained corrector forecasts exactly S-PROG; it runs at
+    any pixel size and time step, and to any lead.
+    """
+    cfg = ModelConfig(name="sprog", num_input_frames=num_input_frames, num_output_frames=num_output_frames)
+    model = build_model(cfg).eval()
+    return LoadedModel(model, cfg, "sprog", 0, {"model": cfg.model_dump()}, "S-PROG (nowcast's torch implementation)")
+
+
+def load_method(method: str, checkpoint: str | Path | None, leads: int | None = None) -> LoadedModel:
+    """The forecaster ``method`` names: ``model`` (``checkpoint``, default the shipped one) or ``sprog``.
+
+    Raises:
+        CheckpointError: an unknown method, a checkpoint given with ``sprog``, or what ``load_model`` raises.
+    """
+    if method == "model":
+        return load_model(resolve_checkpoint(checkpoint))
+    if method == "sprog":
+        if checkpoint is not None:
+            raise CheckpointError("--method sprog uses no checkpoint; drop --checkpoint or use --method model")
+        return sprog_model(num_output_frames=max(12, leads or 0))
+    raise CheckpointError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
 
 
 def check_data_facts(

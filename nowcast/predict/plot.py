@@ -111,7 +111,7 @@ def plot_panel(forecast: Any, path: str | Path) -> Path:
     fig.colorbar(
         image, ax=list(axes), label="rain rate (mm/h)", ticks=LEVELS_MMH, extend="max", shrink=0.8, format="%g"
     )
-    method = "ConvLSTM" if forecast.method == "model" else f"{forecast.method} (fallback)"
+    method = forecast.description if forecast.method == "model" else f"{forecast.method} (fallback)"
     fig.suptitle(f"nowcast from {str(forecast.init_time)[:16]} UTC: {method}; x, y in km; grey = no data")
     return _atomic(Path(path), ".png", lambda p: fig.savefig(p, format="png", dpi=90))
 

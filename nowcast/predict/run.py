@@ -35,6 +35,7 @@ class Forecast:
     window: Window  # the input frames it started from
     method: str = "model"  # "model", or the baseline used as fallback
     note: str = ""  # why a fallback was used
+    description: str = ""  # the model that made it, in words (the output's title and source)
 
     @property
     def lead_minutes(self) -> np.ndarray:
@@ -113,7 +114,7 @@ def make_forecast(loaded: LoadedModel, window: Window, cfg: PredictConfig) -> Fo
         *frames.grid.shape,
         time.perf_counter() - started,
     )
-    return Forecast(rain, window.init_time, frames.grid, frames.time_step_s, window)
+    return Forecast(rain, window.init_time, frames.grid, frames.time_step_s, window, description=loaded.title)
 
 
 def predict_to_file(

@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 ZARR_SUFFIX = ".zarr"
 TIME_UNITS = "seconds since 1970-01-01 00:00:00"
-_METHOD_NAMES = {"model": "ConvLSTM encoder-forecaster"}
 
 
 def check_out_path(out: str | Path) -> Path:
@@ -119,7 +118,7 @@ def forecast_dataset(forecast: Any, loaded: LoadedModel, cfg: PredictConfig, his
     attrs = {
         "Conventions": "CF-1.8",
         "title": "radar precipitation nowcast",
-        "source": f"nowcast {__version__}: {_METHOD_NAMES.get(forecast.method, forecast.method)}",
+        "source": f"nowcast {__version__}: {forecast.description if forecast.method == 'model' else forecast.method}",
         "history": f"{np.datetime64('now', 's')}Z: {history or 'nowcast predict'}",
         "forecast_method": forecast.method,
         "fallback": int(forecast.method != "model"),
