@@ -102,14 +102,16 @@ def test_files_at_another_step_need_the_step_stated(tmp_path):
 
 
 def test_demo_forecasts_files_at_another_step_with_the_shipped_model(tmp_path):
-    """`make demo DATA=... INPUT_TIME_STEP=360`: the user's 6-minute files, through the real CLI."""
+    """`make demo DATA=...`: the user's 6-minute files, through the real CLI; the shipped S-PROG
+    model runs at the files' own step, read from their names, with or without --input-time-step."""
     folder = tmp_path / "radar6"
     write_archive(folder, 5, shape=(32, 40), step_min=6)
     out = tmp_path / "demo"
-    refused = invoke("demo", "--data", folder, "--out", out)
-    assert refused.exit_code != 0 and not (out / "forecast.nc").exists()
-    done = invoke("demo", "--data", folder, "--out", out, "--input-time-step", "360")
+    done = invoke("demo", "--data", folder, "--out", out)
     assert done.exit_code == 0, done.output
     ds = xr.open_dataset(out / "forecast.nc")
-    assert ds.attrs["time_step_s"] == 360 and ds.sizes["time"] == 12
+    assert ds.attrs["time_step_s"] == 360 and ds.sizes["time"] == 24
+    np.testing.assert_array_equal(ds["lead_time"].values[:2], [6, 12])
+    stated = invoke("demo", "--data", folder, "--out", tmp_path / "stated", "--input-time-step", "360")
+    assert stated.exit_code == 0, stated.output
     assert (out / "forecast.png").is_file() and (out / "forecast.gif").is_file()

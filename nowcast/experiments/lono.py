@@ -102,12 +102,12 @@ def _with_frequency_bias(scores: dict) -> dict:
 
 
 def _at_minutes(scores: dict, lead_minutes: list[float], minutes: int) -> float | None:
-    """The score at the lead nearest ``minutes`` (None past the last lead or more than half a step off)."""
+    """The score at the lead nearest ``minutes`` (None past the last lead or half a step or more off)."""
     if not lead_minutes:
         return None
     k = min(range(len(lead_minutes)), key=lambda i: abs(lead_minutes[i] - minutes))
     step = lead_minutes[0]
-    return scores[k] if abs(lead_minutes[k] - minutes) <= step / 2 else None
+    return scores[k] if abs(lead_minutes[k] - minutes) < step / 2 else None
 
 
 def table(out_root: Path, networks: dict[str, list[str]]) -> str:

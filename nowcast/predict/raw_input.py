@@ -165,6 +165,16 @@ def _check_spacing(times: np.ndarray, time_step_s: int, source: str) -> None:
         )
 
 
+def step_from_names(paths: Sequence[str], time_of_name: Callable[[str], Any], until: Any = None) -> int | None:
+    """The files' time step: the closest spacing of the newest dozen name-times (missing files only widen gaps)."""
+    times = sorted({np.datetime64(t, "s") for t in map(time_of_name, paths) if t is not None})
+    if until is not None:
+        times = [t for t in times if t <= np.datetime64(until, "s")]
+    gaps = np.diff(np.array(times[-12:], dtype="datetime64[s]").astype(np.int64))
+    gaps = gaps[gaps > 0]
+    return int(gaps.min()) if len(gaps) else None
+
+
 def raw_window(
     folder: str | Path,
     read: Callable[[str], Scan],
@@ -179,7 +189,8 @@ def raw_window(
     Args:
         folder: the folder (searched recursively).
         read: ``path -> Scan`` on the model's pixel size.
-        time_step_s: the checkpoint's time step (required: raw files have no axis of their own).
+        time_step_s: the model's time step; None (a model that runs at any step): the files' own,
+            from their names.
         num_input_frames: steps the model needs.
         until: latest init time wanted; None = the newest scan.
         time_of_name: file-name time stamps, to open only the newest files.
@@ -189,12 +200,17 @@ def raw_window(
         CheckpointError: the checkpoint records no time step.
         MissingFramesError: no usable file.
     """
+    paths = list_files(folder)
+    if time_step_s is None and time_of_name is not None:
+        time_step_s = step_from_names(paths, time_of_name, until)
+        if time_step_s is not None:
+            log.info("%s: files every %d s (from their names), the model's step there", folder, time_step_s)
     if time_step_s is None:
         raise CheckpointError(
-            "the checkpoint records no time_step_s, so raw files cannot be put on its time "
-            "axis; ingest them into a store and pass the store as --input"
+            "the checkpoint records no time_step_s and the files' names give none, so raw files cannot be "
+            "put on a time axis; pass --input-time-step, or ingest them and pass the store as --input"
         )
     frames = frames_from_files(
-        list_files(folder), read, time_step_s, num_input_frames, until, time_of_name, tolerance_s, source=str(folder)
+        paths, read, time_step_s, num_input_frames, until, time_of_name, tolerance_s, source=str(folder)
     )
     return select_window(frames, num_input_frames)
