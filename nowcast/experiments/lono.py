@@ -133,6 +133,35 @@ def table(out_root: Path, networks: dict[str, list[str]]) -> str:
     return "\n".join(lines)
 
 
+def differences(out_root: Path, networks: dict[str, list[str]], against: str = "sprog") -> str:
+    """Model minus ``against`` at +30 and +60 min per left-out store, with evaluate's bootstrap intervals."""
+    columns = [("CSI@1", 30), ("CSI@1", 60), ("CSI@5", 30), ("MAE", 30), ("MAE", 60)]
+    lines = [
+        f"| left out | store | {' | '.join(f'{s} +{m}' for s, m in columns)} |",
+        "|" + "---|" * (2 + len(columns)),
+    ]
+    for holdout, stores in networks.items():
+        for store in stores:
+            path = run_dir(out_root, holdout) / "evaluate" / Path(store).stem / "scores.json"
+            if not path.is_file():
+                continue
+            result = json.loads(path.read_text())
+            entry = result["comparisons"].get(against)
+            if entry is None:
+                continue
+            cells = []
+            for score, minutes in columns:
+                k = _at_minutes(list(range(len(result["lead_minutes"]))), result["lead_minutes"], minutes)
+                if k is None or entry[score]["difference"][k] is None:
+                    cells.append("-")
+                    continue
+                e = entry[score]
+                interval = "" if e["low"][k] is None else f" [{e['low'][k]:+.4f}, {e['high'][k]:+.4f}]"
+                cells.append(f"{e['difference'][k]:+.4f}{interval} ({e['better_starts'][k]}/{e['scored_starts'][k]})")
+            lines.append(f"| {holdout} | {Path(store).stem} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="the train config judged (required to train)")
@@ -158,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.stage in ("all", "evaluate"):
             folder = run_dir(args.out, holdout)
             evaluate(folder / args.checkpoint, networks[holdout], folder / "evaluate", args.baselines)
-    text = table(args.out, networks)
+    text = table(args.out, networks) + "\n\nModel minus pySTEPS' S-PROG:\n\n" + differences(args.out, networks)
     (args.out / "lono.md").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "lono.md").write_text(text + "\n")
     print(text)
