@@ -22,8 +22,11 @@ log = logging.getLogger("nowcast")
 
 
 @app.callback()
-def _main(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR")) -> None:
-    setup_logging(log_level)
+def _main(
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR"),
+    log_file: Path | None = typer.Option(None, help="also write every log record to this file"),
+) -> None:
+    setup_logging(log_level, log_file)
 
 
 def fail(error: Exception, code: int = 2) -> None:

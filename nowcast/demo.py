@@ -26,7 +26,10 @@ DEMO_CONFIGS = {
 
 def _nowcast(step: str, args: list[str]) -> None:
     """Run one `nowcast` command (no shell), streaming its output; stop the demo if it fails."""
-    log.info("[bold]%s[/bold]: nowcast %s", step, " ".join(args), extra={"markup": True})
+    from rich.markup import escape
+
+    # paths may hold markup-like text ("[/abs/path]"): only the step name is markup
+    log.info("[bold]%s[/bold]: nowcast %s", escape(step), escape(" ".join(args)), extra={"markup": True})
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "nowcast", *args], check=False)
     if done.returncode not in (0, 3):  # 3: ingest quarantined some files, which the demo reports

@@ -79,3 +79,35 @@ def test_bad_config_stops_before_work_naming_key_and_file(tmp_path, command, bas
     assert sorted(p.name for p in tmp_path.iterdir()) == before + [path.name] or sorted(
         p.name for p in tmp_path.iterdir()
     ) == sorted(before + [path.name])  # nothing else was made
+
+
+def test_logs_go_to_stderr_and_a_log_file_unwrapped(tmp_path):
+    """Redirected output: messages on stderr, one line each (a long path is never split), and a copy in --log-file."""
+    import subprocess
+    import sys
+
+    deep = tmp_path / ("a-long-folder-name-" * 6) / "missing-input"
+    log_file = tmp_path / "logs" / "nowcast.log"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nowcast",
+            "--log-file",
+            str(log_file),
+            "predict",
+            "--method",
+            "sprog",
+            "--input",
+            str(deep),
+            "--out",
+            str(tmp_path / "f.nc"),
+        ],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    error = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(error) == 1 and str(deep) in error[0]
+    assert str(deep) in log_file.read_text()
