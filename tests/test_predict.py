@@ -325,3 +325,15 @@ def test_method_sprog_forecasts_without_a_checkpoint(store, tmp_path):
     assert refused.exit_code != 0 and "--method sprog uses no checkpoint" in refused.output
     unknown = invoke("predict", "--method", "steps", "--input", store.path, "--out", out)
     assert unknown.exit_code != 0 and "available: model, sprog" in unknown.output
+
+
+def test_forecast_file_keeps_cf_rules_for_coordinates(store, ckpt, tmp_path):
+    """What the CF checker asks: double time coordinates, no _FillValue on coordinates, and a
+    polar-stereographic grid mapping with its latitude_of_projection_origin."""
+    out = tmp_path / "forecast.nc"
+    assert invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out).exit_code == 0
+    with netCDF4.Dataset(out) as nc:
+        for name in ("time", "forecast_reference_time", "lead_time", "x", "y"):
+            assert nc[name].dtype == np.float64 and "_FillValue" not in nc[name].ncattrs(), name
+        assert nc["crs"].grid_mapping_name == "polar_stereographic"
+        assert nc["crs"].latitude_of_projection_origin == 90.0

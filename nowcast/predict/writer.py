@@ -68,6 +68,10 @@ def crs_attributes(crs: str) -> dict[str, Any]:
     except Exception as e:  # some projections have no CF grid mapping
         log.warning("no CF grid mapping for %r (%s); writing WKT only", crs, e)
         attrs = {}
+    if attrs.get("grid_mapping_name") == "polar_stereographic" and "latitude_of_projection_origin" not in attrs:
+        # CF requires it (+-90); pyproj leaves it out when the projection is given by a standard parallel
+        north = float(np.ravel(attrs.get("standard_parallel", 90.0))[0]) >= 0
+        attrs["latitude_of_projection_origin"] = 90.0 if north else -90.0
     attrs.setdefault("crs_wkt", parsed.to_wkt())
     attrs["proj4"] = crs if crs.strip().startswith("+") else parsed.to_proj4()
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in attrs.items()}
@@ -143,12 +147,15 @@ def _encoding(ds, zarr: bool) -> dict[str, dict[str, Any]]:
     rain = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
     if not zarr:
         rain.update({"zlib": True, "complevel": 4, "chunksizes": (1, ny, nx)})
-    times = {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "int64"}
+    # CF: time coordinates as doubles (the checker refuses int64), and coordinates never carry a _FillValue
+    times = {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "float64", "_FillValue": None}
     return {
         "rainfall_rate": rain,
         "time": dict(times),
         "forecast_reference_time": dict(times),
-        "lead_time": {"dtype": "float64"},
+        "lead_time": {"dtype": "float64", "_FillValue": None},
+        "x": {"dtype": "float64", "_FillValue": None},
+        "y": {"dtype": "float64", "_FillValue": None},
     }
 
 
