@@ -267,7 +267,7 @@ def predict(
     """Forecast the next lead times from the latest input frames; write CF NetCDF/Zarr (and pictures)."""
     from nowcast.config import load_config
     from nowcast.predict import PredictConfig, load_method, predict_to_file, store_window
-    from nowcast.predict.inputs import parse_time
+    from nowcast.predict.inputs import parse_time, staleness_note
     from nowcast.predict.writer import check_out_path
 
     extra = list(overrides or [])
@@ -289,6 +289,9 @@ def predict(
             window = _raw_window(input_path, loaded, cfg, until, reader_format)
         else:
             raise NowcastError(f"--input {input_path}: neither a nowcast store nor a folder of radar files")
+        stale = staleness_note(window, until)
+        if stale:
+            log.warning("%s", stale)
         result = predict_to_file(loaded, window, cfg, out, history=_command_line(ctx))
     except NowcastError as e:
         fail(e)

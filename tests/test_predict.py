@@ -337,3 +337,13 @@ def test_forecast_file_keeps_cf_rules_for_coordinates(store, ckpt, tmp_path):
             assert nc[name].dtype == np.float64 and "_FillValue" not in nc[name].ncattrs(), name
         assert nc["crs"].grid_mapping_name == "polar_stereographic"
         assert nc["crs"].latitude_of_projection_origin == 90.0
+
+
+def test_a_time_far_after_the_newest_scan_warns(store, ckpt, tmp_path):
+    """A forecast asked for 2030 from 2024 data says so instead of passing old data off as new."""
+    out = tmp_path / "late.nc"
+    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", "2030-01-01T00:00")
+    assert done.exit_code == 0, done.output
+    assert "starts from old data" in done.output and str(store.times[23]) in done.output
+    fresh = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", str(store.times[23]))
+    assert "old data" not in fresh.output

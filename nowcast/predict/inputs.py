@@ -68,6 +68,19 @@ class Window:
         return self.missing.size == 0
 
 
+def staleness_note(window: Window, until: np.datetime64 | None) -> str | None:
+    """Why a forecast for ``until`` is stale: its newest input is more than two steps older (else None)."""
+    if until is None:
+        return None
+    age_s = int((until - window.init_time).astype("timedelta64[s]").astype(np.int64))
+    if age_s <= 2 * window.frames.time_step_s:
+        return None
+    return (
+        f"the newest input at or before {until} is {window.init_time}, {age_s / 60:g} min earlier: "
+        f"this forecast starts from old data, not from {until}"
+    )
+
+
 def parse_time(value: Any, what: str = "--time") -> np.datetime64 | None:
     """An ISO 8601 time (or None) as datetime64[s]; a clear error for anything else."""
     if value is None:
