@@ -42,9 +42,12 @@ def sprog_config(**corrector) -> ModelConfig:
 def test_untrained_model_is_sprog():
     cfg = sprog_config()
     model = build_model(cfg).eval()
+    assert not model.correcting  # eval with a zero head: the network is skipped
     x = showers()[:, :4]
     with torch.no_grad():
         out = model(x)[:, :, 0]
+        computed = model.train()(x)[:, :, 0]  # the network run, its zero head applied
+    torch.testing.assert_close(computed, out, equal_nan=True, rtol=0, atol=1e-5)
     rain = x[:, :, 0]
     has_data = torch.isfinite(rain)
     flow = estimate_motion(rain_to_z(torch.where(has_data, rain, 0.0), 0.1, 300.0), has_data, cfg.motion)

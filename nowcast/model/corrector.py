@@ -68,6 +68,11 @@ class SprogCorrector(nn.Module):
     def multiple(self) -> int:
         return 1
 
+    @property
+    def correcting(self) -> bool:
+        """False while the head is zero (untrained, or shipped as S-PROG): the output is S-PROG's."""
+        return self.training or bool(self.head.weight.any() or self.head.bias.any())
+
     def forward(
         self,
         x: torch.Tensor,
@@ -99,9 +104,13 @@ class SprogCorrector(nn.Module):
             flow = estimate_motion(z, has_data, cfg.motion)  # (B, 2, H, W)
             state = sprog.initialise(rain, flow, n, cfg.sprog)
             levels = sprog.ar_levels(state, n)  # (B, n, L, H, W)
-        gain, offset = self._correction(state, levels, time_step_s, pixel_size_m)
+        if self.correcting:
+            gain, offset = self._correction(state, levels, time_step_s, pixel_size_m)
+            levels, shift = levels * torch.exp(gain), offset
+        else:  # a zero head: the correction is exactly none, so skip the network (S-PROG's own speed)
+            shift = torch.zeros((), device=levels.device)
         with torch.autocast(x.device.type, enabled=False):
-            field = sprog.lagrangian_dbr(state, levels * torch.exp(gain)) + offset  # (B, n, H, W)
+            field = sprog.lagrangian_dbr(state, levels) + shift  # (B, n, H, W)
             out = sprog.finish(field, state, cfg.sprog, differentiable=transformed)  # mm/h, NaN
         if transformed:
             rain_out = torch.where(torch.isfinite(out), out, 0.0)

@@ -56,6 +56,8 @@ class LoadedModel:
     def title(self) -> str:
         if self.description:
             return self.description
+        if self.cfg.name == "sprog" and not getattr(self.model, "correcting", True):
+            return "S-PROG (nowcast's torch implementation)"
         return {"convlstm": "ConvLSTM encoder-forecaster", "sprog": "S-PROG with a learned correction"}[self.cfg.name]
 
     @property
