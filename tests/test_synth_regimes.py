@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from tests.synth_helpers import (
     phase_correlation_shift,
     track_durations,
 )
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synth"
 
 
 def fields(config: SynthConfig) -> np.ndarray:
@@ -223,3 +226,16 @@ def test_an_archive_written_before_regimes_is_still_recognised(tmp_path):
     stamp = first[0].stat().st_mtime_ns
     assert write_archive(tmp_path, config, progress=False) == first
     assert first[0].stat().st_mtime_ns == stamp
+
+
+def test_shipped_configs_load_and_the_training_archive_holds_every_regime():
+    for path in sorted(CONFIGS.rglob("*.yaml")):
+        config = load_config(SynthConfig, path)
+        if path.parent.name == "regimes":
+            assert config.regime == path.stem
+    train = load_config(SynthConfig, CONFIGS / "train-regimes.yaml")
+    assert (train.height, train.width, train.pixel_size_m, train.time_step_minutes) == (256, 256, 1000.0, 5.0)
+    assert 1900 <= train.n_scans <= 2100
+    names = regime_series(train)
+    shares = {name: float(np.mean(names == name)) for name in REGIME_NAMES}
+    assert all(0.05 <= share <= 0.3 for share in shares.values()), shares
