@@ -23,6 +23,7 @@ from nowcast.synth import (
     wind_series,
     write_archive,
 )
+from tests.synth_helpers import phase_correlation_shift
 
 
 def fields(config: SynthConfig) -> np.ndarray:
@@ -48,27 +49,6 @@ def radial_spectrum_slope(rain: np.ndarray) -> float:
     mean_power = np.array([power.ravel()[band == i].mean() for i in range(1, len(edges))])
     centres = np.sqrt(edges[1:] * edges[:-1])
     return float(np.polyfit(np.log(centres), np.log(mean_power), 1)[0])
-
-
-def phase_correlation_shift(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """(rows, cols) that ``after`` is shifted from ``before``, to sub-pixel by a parabola at the peak."""
-    a, b = np.nan_to_num(before), np.nan_to_num(after)
-    window = np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
-    cross = np.fft.fft2(b * window) * np.conj(np.fft.fft2(a * window))
-    surface = np.real(np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-12)))
-    peak = np.unravel_index(np.argmax(surface), surface.shape)
-    shift = []
-    for axis, n in enumerate(surface.shape):
-        idx = list(peak)
-        values = []
-        for d in (-1, 0, 1):
-            idx[axis] = (peak[axis] + d) % n
-            values.append(surface[tuple(idx)])
-        left, centre, right = values
-        offset = 0.5 * (left - right) / (left - 2 * centre + right)
-        position = peak[axis] + offset
-        shift.append(position - n if position > n / 2 else position)
-    return np.array(shift)
 
 
 def test_same_seed_same_fields_different_seed_different():

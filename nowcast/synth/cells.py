@@ -3,7 +3,9 @@
 The latent field gives realistic stratiform rain but rarely the 10-50+ mm/h cores of summer
 convection, so a few Gaussian cells are added on top. They are born at a rate per area of
 rain, at a random raining pixel; each grows and decays over its life (30-100 min) and drifts
-with the local wind.
+with the local wind. ``CellParams`` holds the cells' sizes, lives and shapes: its defaults are
+the ``mixed`` regime's; the ``convective_showers`` regime has smaller, shorter-lived cells born
+anywhere (see ``regimes.py``).
 """
 
 from __future__ import annotations
@@ -13,14 +15,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MIN_PEAK_MMH = 10.0
-RADIUS_KM = (1.5, 4.0)  # Gaussian sigma of a cell core
-LIFE_MINUTES = (30.0, 100.0)
-ASPECT = (1.0, 2.5)  # major/minor axis ratio of the elliptic cores
-PROFILE = 0.75  # rain ~ exp(-q ** PROFILE / 2), q the squared elliptic radius: sharper peak than a Gaussian
 TEXTURE = 0.7  # cores follow the rain they sit in: x exp(TEXTURE * (latent - latent at the centre))
 REACH = 3.5  # cells are drawn out to this many sigma (major axis)
 BIRTH_TRIES = 50
+
+
+@dataclass(frozen=True)
+class CellParams:
+    """Sizes, lives and shapes of the cells of one regime (ranges are drawn uniformly)."""
+
+    min_peak_mmh: float = 10.0  # peaks are log-uniform from here to the config's max_cell_rain_mmh
+    sigma_km: tuple[float, float] = (1.5, 4.0)  # Gaussian sigma of a cell core
+    min_sigma_px: float = 0.7  # narrower cores would fall between pixel centres
+    life_minutes: tuple[float, float] = (30.0, 100.0)
+    aspect: tuple[float, float] = (1.0, 2.5)  # major/minor axis ratio of the elliptic cores
+    profile: float = 0.75  # rain ~ exp(-q**profile / 2), q the squared elliptic radius; < 1: sharper than Gaussian
+    anywhere: bool = False  # born at any pixel (scattered showers), not only where it already rains
 
 
 @dataclass
@@ -50,8 +60,10 @@ class ConvectiveCells:
         cells_per_hour_per_10k_km2: float,
         max_peak_mmh: float,
         rng: np.random.Generator,
+        params: CellParams | None = None,
     ) -> None:
         self.shape = shape
+        self.params = params or CellParams()
         self._rng = rng
         self._pixel_km = pixel_size_m / 1000.0
         self._step_minutes = step_minutes
@@ -62,22 +74,25 @@ class ConvectiveCells:
         self._started = False
 
     def _new(self, latent: np.ndarray, threshold: float, gain: float, age_fraction: bool) -> Cell | None:
-        for _ in range(BIRTH_TRIES):  # a random raining pixel
+        p = self.params
+        for _ in range(BIRTH_TRIES):  # a random raining pixel (any pixel for scattered showers)
             u = self._rng.random(8)
             row, col = u[0] * self.shape[0], u[1] * self.shape[1]
-            if latent[int(row), int(col)] > threshold:
+            if p.anywhere or latent[int(row), int(col)] > threshold:
                 break
         else:
             return None
-        sigma = (RADIUS_KM[0] + u[2] * (RADIUS_KM[1] - RADIUS_KM[0])) / self._pixel_km
-        peak = MIN_PEAK_MMH * (self._max_peak / MIN_PEAK_MMH) ** u[3] * min(gain, 1.5)
-        life = max(2, int(round((LIFE_MINUTES[0] + u[4] * (LIFE_MINUTES[1] - LIFE_MINUTES[0])) / self._step_minutes)))
+        sigma = (p.sigma_km[0] + u[2] * (p.sigma_km[1] - p.sigma_km[0])) / self._pixel_km
+        min_peak = min(p.min_peak_mmh, self._max_peak)
+        peak = min_peak * (self._max_peak / min_peak) ** u[3] * min(gain, 1.5)
+        life_minutes = p.life_minutes[0] + u[4] * (p.life_minutes[1] - p.life_minutes[0])
+        life = max(2, int(round(life_minutes / self._step_minutes)))
         age = int(u[5] * life) if age_fraction else 0
-        aspect = ASPECT[0] + u[6] * (ASPECT[1] - ASPECT[0])
+        aspect = p.aspect[0] + u[6] * (p.aspect[1] - p.aspect[0])
         return Cell(
             row=row,
             col=col,
-            sigma_px=max(sigma, 0.7),
+            sigma_px=max(sigma, p.min_sigma_px),
             aspect=aspect,
             angle=np.pi * u[7],
             peak_mmh=peak,
@@ -111,10 +126,12 @@ class ConvectiveCells:
             if cell.age < cell.life_steps and inside:
                 alive.append(cell)
         self.cells = alive
-        expected = self._rate_per_step * self._area_10k_km2 * float(np.mean(latent > threshold))
+        wet = 1.0 if self.params.anywhere else float(np.mean(latent > threshold))
+        expected = self._rate_per_step * self._area_10k_km2 * wet
         if not self._started:  # start in a steady state: as many cells as a long run would have
             self._started = True
-            births, age_fraction = self._rng.poisson(expected * np.mean(LIFE_MINUTES) / self._step_minutes), True
+            mean_life_minutes = np.mean(self.params.life_minutes)
+            births, age_fraction = self._rng.poisson(expected * mean_life_minutes / self._step_minutes), True
         else:
             births, age_fraction = self._rng.poisson(expected), False
         for _ in range(births):
@@ -146,8 +163,10 @@ class ConvectiveCells:
             dc = (np.arange(c0, c1) - col)[None, :]
             cos, sin = np.cos(cell.angle), np.sin(cell.angle)
             q = ((dr * cos + dc * sin) / major) ** 2 + ((dc * cos - dr * sin) / minor) ** 2
+            if self.params.profile != 1.0:
+                q = q**self.params.profile
             centre = latent[min(max(int(round(row)), 0), ny - 1), min(max(int(round(col)), 0), nx - 1)]
             texture = np.clip(np.exp(TEXTURE * (latent[r0:r1, c0:c1] - centre)), 0.3, 1.5)
-            core = (cell.peak_mmh * cell.strength()) * np.exp(-0.5 * q**PROFILE) * texture
+            core = (cell.peak_mmh * cell.strength()) * np.exp(-0.5 * q) * texture
             np.maximum(cores[r0:r1, c0:c1], core.astype(np.float32), out=cores[r0:r1, c0:c1])
         rain += cores

@@ -8,6 +8,25 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from nowcast.config import Section
+from nowcast.synth.regimes import REGIME_NAMES
+
+
+def _known_regime(name: str) -> str:
+    if name not in REGIME_NAMES:
+        raise ValueError(f"unknown regime {name!r}; available: {', '.join(REGIME_NAMES)}")
+    return name
+
+
+class RegimeSegment(Section):
+    """One stretch of an archive that walks through several regimes."""
+
+    regime: str
+    hours: float = Field(gt=0)
+
+    @field_validator("regime")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _known_regime(value)
 
 
 class SynthConfig(Section):
@@ -25,6 +44,10 @@ class SynthConfig(Section):
     time_step_minutes: float = Field(5.0, gt=0)
     start: str = "2024-06-01T00:00:00"  # UTC time of the first scan
     seed: int = Field(0, ge=0)
+    # the weather regime (``regimes.py``): one name for the whole archive, or a list of
+    # {regime, hours} segments, repeated until n_scans; the other regimes replace the rain and
+    # wind speed keys below (``mixed`` keeps them), the grid, time, coverage and wind direction stay
+    regime: str | list[RegimeSegment] = "mixed"
     # missing scans (files not written): n_missing, when given, wins over missing_fraction
     missing_fraction: float = Field(0.01, ge=0, le=0.5)
     n_missing: int | None = Field(None, ge=0)
@@ -69,11 +92,28 @@ class SynthConfig(Section):
             raise ValueError("start must be a time, not NaT")
         return str(parsed)
 
+    @field_validator("regime")
+    @classmethod
+    def _regime(cls, value):
+        if isinstance(value, str):
+            return _known_regime(value)
+        if not value:
+            raise ValueError("regime: give one regime name or at least one {regime, hours} segment")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> SynthConfig:
         seconds = self.time_step_minutes * 60
         if abs(seconds - round(seconds)) > 1e-6:
             raise ValueError(f"time_step_minutes {self.time_step_minutes} is not a whole number of seconds")
+        if not isinstance(self.regime, str):
+            for i, segment in enumerate(self.regime):
+                scans = segment.hours * 60 / self.time_step_minutes
+                if abs(scans - round(scans)) > 1e-6 or round(scans) < 1:
+                    raise ValueError(
+                        f"regime[{i}].hours {segment.hours} is not a whole number (>= 1) of "
+                        f"{self.time_step_minutes}-minute scans"
+                    )
         allowed = max(self.n_scans - 2, 0)  # the first and last scans are always written
         if self.n_missing is not None and self.n_missing > allowed:
             raise ValueError(

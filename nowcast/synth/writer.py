@@ -25,8 +25,8 @@ import netCDF4
 import numpy as np
 from pyproj import CRS
 
-from nowcast.config import dump_config
-from nowcast.errors import NowcastError
+from nowcast.config import dump_config, load_config
+from nowcast.errors import ConfigError, NowcastError
 from nowcast.scan import Grid
 from nowcast.synth.config import SynthConfig
 from nowcast.synth.fields import generate_fields, missing_times, scan_times
@@ -142,11 +142,21 @@ def write_scan(path: Path, time: np.datetime64, rain: np.ndarray, grid: Grid, cr
         tmp.unlink(missing_ok=True)
 
 
-def _claim(out_dir: Path, config_text: str, overwrite: bool) -> None:
+def _same_config(saved: Path, config: SynthConfig) -> bool:
+    """Whether ``saved`` holds ``config``: compared as configs, so a file written before a key existed
+    (``regime``, say) still matches when the new key has its default."""
+    if not saved.is_file():
+        return False
+    try:
+        return load_config(SynthConfig, saved) == config
+    except ConfigError:
+        return False
+
+
+def _claim(out_dir: Path, config: SynthConfig, overwrite: bool) -> None:
     """Refuse to mix archives: an existing one with another config is replaced only when asked."""
     existing = sorted(out_dir.glob(f"{PREFIX}*.nc"))
-    saved = out_dir / CONFIG_NAME
-    same = saved.is_file() and saved.read_text() == config_text
+    same = _same_config(out_dir / CONFIG_NAME, config)
     if existing and not same:
         if not overwrite:
             raise NowcastError(
@@ -185,7 +195,7 @@ def write_archive(
     config_text = dump_config(config)
     missing = missing_times(config)
     expected = [out_dir / archive_name(t) for t in scan_times(config) if np.datetime64(t, "s") not in missing]
-    _claim(out_dir, config_text, overwrite)
+    _claim(out_dir, config, overwrite)
     if (out_dir / CONFIG_NAME).is_file() and all(p.is_file() for p in expected):
         log.info("%s already holds this archive (%d scans); nothing to do", out_dir, len(expected))
         return expected
