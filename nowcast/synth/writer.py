@@ -10,14 +10,13 @@ File layout (what the CF reader in ``nowcast.ingest.readers.cf`` reads)::
     crs       scalar, CF grid mapping of a Lambert azimuthal equal-area projection (+ crs_wkt)
     global    Conventions CF-1.8, title, source "nowcast synthetic archive", seed
 
-Each file is written under a hidden ``.part`` name and renamed, so a killed run never leaves a
-half file that looks like a scan.
+Each file is written under a hidden temporary name and renamed (``nowcast.atomic``), so a
+killed run never leaves a half file that looks like a scan.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import netCDF4
 import numpy as np
 from pyproj import CRS
 
+from nowcast.atomic import atomic_write
 from nowcast.config import dump_config
 from nowcast.errors import NowcastError
 from nowcast.scan import Grid
@@ -85,8 +85,7 @@ def write_scan(path: Path, time: np.datetime64, rain: np.ndarray, grid: Grid, cr
     ny, nx = rain.shape
     raw = np.rint(np.where(np.isfinite(rain), rain, 0) / SCALE_MMH).clip(0, np.iinfo(np.int16).max).astype(np.int16)
     raw[~np.isfinite(rain)] = FILL_RAW
-    tmp = path.with_name(f".{path.name}.part")
-    try:
+    with atomic_write(path) as tmp:  # closed (inner block) before it is synced and renamed
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
             ds.setncatts(
                 {
@@ -137,9 +136,6 @@ def write_scan(path: Path, time: np.datetime64, rain: np.ndarray, grid: Grid, cr
                 }
             )
             rvar[0] = raw
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _claim(out_dir: Path, config_text: str, overwrite: bool) -> None:
@@ -189,9 +185,8 @@ def write_archive(
     if (out_dir / CONFIG_NAME).is_file() and all(p.is_file() for p in expected):
         log.info("%s already holds this archive (%d scans); nothing to do", out_dir, len(expected))
         return expected
-    tmp = out_dir / f".{CONFIG_NAME}.part"
-    tmp.write_text(config_text)
-    os.replace(tmp, out_dir / CONFIG_NAME)
+    with atomic_write(out_dir / CONFIG_NAME) as tmp:
+        tmp.write_text(config_text)
 
     crs = crs_attrs(config)
     grid = synth_grid(config, crs)
