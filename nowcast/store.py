@@ -33,7 +33,7 @@ TIME = "time"
 SCALE_MMH = 0.01  # lossless to 0.01 mm/h
 FILL_RAW = np.uint16(65535)
 MAX_RAIN_MMH = (int(FILL_RAW) - 1) * SCALE_MMH  # 655.34 mm/h, the largest storable rate
-TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+TIME_UNITS = "seconds since 1970-01-01 00:00:00"  # of every time we write: store, forecasts, synthetic scans
 TIME_CHUNK_COORD = 1 << 20
 
 

@@ -30,12 +30,12 @@ from nowcast.config import dump_config
 from nowcast.errors import ConfigError, output_error
 from nowcast.predict.config import PredictConfig
 from nowcast.predict.loading import LoadedModel
+from nowcast.store import TIME_UNITS
 
 log = logging.getLogger(__name__)
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 ZARR_SUFFIX = ".zarr"
-TIME_UNITS = "seconds since 1970-01-01 00:00:00"
 _METHOD_NAMES = {"model": "ConvLSTM encoder-forecaster"}
 
 

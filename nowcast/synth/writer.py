@@ -28,6 +28,7 @@ from nowcast.atomic import atomic_write
 from nowcast.config import dump_config
 from nowcast.errors import NowcastError
 from nowcast.scan import Grid
+from nowcast.store import TIME_UNITS
 from nowcast.synth.config import SynthConfig
 from nowcast.synth.fields import generate_fields, missing_times, scan_times
 
@@ -37,7 +38,6 @@ PREFIX = "synth_"
 CONFIG_NAME = "synth.yaml"
 SCALE_MMH = 0.01
 FILL_RAW = np.int16(-32768)
-TIME_UNITS = "seconds since 1970-01-01 00:00:00"
 COMPRESSION_LEVEL = 1  # level 1 compresses these fields nearly as well as 4, several times faster
 
 
