@@ -116,8 +116,8 @@ def test_coarsen_and_average_to_coarser_step(tmp_path):
         src,
         tmp_path / "s.zarr",
         pixel_size_m=1000.0,
-        time_step_minutes=10,
-        source_time_step_minutes=5,
+        time_step_s=600,
+        source_time_step_s=300,
         min_valid_fraction=1.0,
     )
     summary = run_ingest(config, progress=False)
@@ -159,3 +159,31 @@ def test_dask_engine_matches_serial(tmp_path):
     a, b = store.StoreReader(str(tmp_path / "serial.zarr")), store.StoreReader(str(tmp_path / "dask.zarr"))
     assert np.array_equal(a.valid, b.valid)
     np.testing.assert_array_equal(a.read(0, 10), b.read(0, 10))
+
+
+def test_renamed_config_keys_still_read_with_a_warning(caplog):
+    old = {
+        "source": {"paths": ["x"], "reader": {"max_rain_rate": 300}},
+        "store": {"path": "s"},
+        "align": {"time_step_minutes": 2.5, "source_time_step_minutes": 0.5, "time_tolerance_seconds": 20},
+    }
+    with caplog.at_level("WARNING", logger="nowcast.ingest.config"):
+        config = validate(IngestConfig, old)
+    assert config.source.reader.max_rain_mmh == 300
+    assert (config.align.time_step_s, config.align.source_time_step_s, config.align.tolerance_s) == (150, 30, 20)
+    assert config.align.scans_per_step == 5
+    assert "align.time_step_minutes is deprecated: use align.time_step_s: 150" in caplog.text
+    assert "source.reader.max_rain_rate is deprecated: use source.reader.max_rain_mmh: 300" in caplog.text
+    with pytest.raises(ConfigError, match="give only time_step_s"):
+        validate(IngestConfig, {**old, "align": {"time_step_minutes": 5, "time_step_s": 300}})
+    with pytest.raises(ConfigError, match="whole multiple"):
+        validate(IngestConfig, {**old, "align": {"time_step_s": 300, "source_time_step_s": 120}})
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("configs/ingest/*.yaml")), ids=lambda p: p.name)
+def test_shipped_ingest_configs_use_the_current_keys(path, caplog):
+    from nowcast.config import load_config
+
+    with caplog.at_level("WARNING", logger="nowcast.ingest.config"):
+        load_config(IngestConfig, path)
+    assert "deprecated" not in caplog.text

@@ -182,7 +182,7 @@ def _layout_for(
     scans_per_step: int,
     existing: store.StoreLayout | None,
 ) -> store.StoreLayout:
-    step = int(round(config.align.time_step_minutes * 60))
+    step = config.align.time_step_s
     if existing is not None:
         problems = []
         if existing.time_step_s != step:
@@ -276,9 +276,7 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
                     f"(first reason: {records[0].reason if records else 'none'})"
                 )
             spatial = plan_spatial(source_grid, config.align)
-            scans_per_step = 1
-            if config.align.source_time_step_minutes:
-                scans_per_step = int(round(config.align.time_step_minutes / config.align.source_time_step_minutes))
+            scans_per_step = config.align.scans_per_step
             root = store.open_group(path, mode="r+") if exists else None
             layout = _layout_for(
                 config,
@@ -292,7 +290,7 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
             by_path = {s.path: s for s in new}
             for file_path, t in sorted(times.items(), key=lambda kv: (kv[1], kv[0])):
                 src = by_path[file_path]
-                index = target_index(layout, t, scans_per_step, config.align.time_tolerance_seconds)
+                index = target_index(layout, t, scans_per_step, config.align.tolerance_s)
                 if index is None or index < 0:
                     why = (
                         "is not on the time grid"
@@ -385,7 +383,7 @@ def _chunk_jobs(
                 spatial=spatial,
                 reader=config.source.reader,
                 scans_per_step=scans_per_step,
-                tolerance_s=config.align.time_tolerance_seconds,
+                tolerance_s=config.align.tolerance_s,
                 keep_rows=tuple(keep),
             )
         )
