@@ -92,7 +92,7 @@ def _carry_over(
     root, job: ChunkJob, rows: list[int], rain: np.ndarray, valid: np.ndarray, stored_valid: np.ndarray
 ) -> None:
     """Copy ``rows`` of the chunk as stored into ``rain``/``valid`` (rows whose files cannot be read now)."""
-    rain[rows] = store.decode_rain(root[store.RAIN][job.start : job.stop])[rows]
+    rain[rows] = store.decode_rain(root[store.RAIN_RATE][job.start : job.stop])[rows]
     valid[rows] = stored_valid[rows]
 
 
