@@ -165,6 +165,11 @@ def read_layout(root: zarr.Group) -> StoreLayout:
     )
 
 
+def time_length(root: zarr.Group) -> int:
+    """Rows of the time axis: the longest time-indexed array (a crash while growing may leave them unequal)."""
+    return max(root[RAIN_RATE].shape[0], root[VALID].shape[0], root[TIME].shape[0])
+
+
 def ensure_length(root: zarr.Group, layout: StoreLayout, n_times: int) -> int:
     """Grow the time axis to at least ``n_times`` rows; new rows read as missing.
 
@@ -172,7 +177,7 @@ def ensure_length(root: zarr.Group, layout: StoreLayout, n_times: int) -> int:
     brought to the same length and the time coordinate is rewritten when it is not the
     regular axis. Returns the resulting length.
     """
-    n_times = max(n_times, root[RAIN_RATE].shape[0], root[VALID].shape[0], root[TIME].shape[0])
+    n_times = max(n_times, time_length(root))
     ny, nx = layout.grid.shape
     if root[RAIN_RATE].shape[0] != n_times:
         root[RAIN_RATE].resize((n_times, ny, nx))
