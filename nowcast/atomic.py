@@ -73,6 +73,19 @@ def atomic_write(path: str | Path, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def write_file(fs, path: str, data: bytes) -> None:
+    """Write ``data`` at ``path`` on the fsspec file system ``fs``, atomically.
+
+    On a local disk through ``atomic_write``; on an object store in one PUT, which is atomic there.
+    """
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+    if "file" in protocols:
+        with atomic_write(path) as tmp:
+            tmp.write_bytes(data)
+    else:
+        fs.pipe_file(path, data)
+
+
 def _sync(path: Path) -> None:
     """Flush a file, or every file of a folder, to disk before the rename makes it visible."""
     files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]

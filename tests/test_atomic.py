@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nowcast.atomic import atomic_write
@@ -59,3 +61,15 @@ def test_a_folder_replaces_a_folder_and_a_failed_one_is_removed(tmp_path):
             raise ValueError("encoding")
     assert (out / "group" / "zarr.json").read_text() == "second"
     assert [p.name for p in tmp_path.iterdir()] == ["forecast.zarr"]
+
+
+def test_write_file_on_a_local_file_system_goes_through_a_rename(tmp_path, monkeypatch):
+    import fsspec
+
+    from nowcast import atomic
+
+    fs = fsspec.filesystem("file")
+    renamed = []
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: renamed.append(b) or Path.rename(Path(a), b))
+    atomic.write_file(fs, str(tmp_path / "run.json"), b"[]")
+    assert (tmp_path / "run.json").read_bytes() == b"[]" and renamed == [tmp_path / "run.json"]

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import fsspec
 
-from nowcast.atomic import atomic_write
+from nowcast.atomic import write_file
 
 MANIFEST_DIR = "_manifest"
 INGESTED, QUARANTINED, DUPLICATE, INCOMPLETE = "ingested", "quarantined", "duplicate", "incomplete"
@@ -48,14 +48,7 @@ def _fs(store_path: str):
 
 
 def _write_json(fs, path: str, payload) -> None:
-    """Write atomically, so no reader sees half a file: rename on a local disk, one PUT on an object store."""
-    data = json.dumps(payload, separators=(",", ":")).encode()
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    if "file" in protocols:
-        with atomic_write(path) as tmp:
-            tmp.write_bytes(data)
-    else:
-        fs.pipe_file(path, data)
+    write_file(fs, path, json.dumps(payload, separators=(",", ":")).encode())
 
 
 def write_part(store_path: str, run_id: str, name: str, records: Iterable[Record]) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nowcast import store
+from nowcast.atomic import write_file
 from nowcast.config import dump_config
 from nowcast.errors import ReaderError, StoreError
 from nowcast.ingest import manifest
@@ -503,4 +504,4 @@ def _finish(summary: IngestSummary, path: str) -> None:
 def _save_config(config: IngestConfig, path: str) -> None:
     """The resolved config beside the store's data, as every run does."""
     fs, root = fsspec.core.url_to_fs(path)
-    fs.pipe_file(f"{root}/ingest-config.yaml", dump_config(config).encode())
+    write_file(fs, f"{root}/ingest-config.yaml", dump_config(config).encode())
