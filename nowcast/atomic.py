@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def temporary_name(path: Path, suffix: str = "") -> Path:
+def _temporary_name(path: Path, suffix: str = "") -> Path:
     """A hidden name beside ``path``, unique to this call: ``.name.<random>.tmp<suffix>``."""
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
 
@@ -52,12 +52,12 @@ def atomic_write(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path, suffix)
+    tmp = _temporary_name(path, suffix)
     try:
         yield tmp
         _sync(tmp)
         if tmp.is_dir() and path.exists():
-            old = temporary_name(path, ".old")
+            old = _temporary_name(path, ".old")
             os.replace(path, old)
             try:
                 os.replace(tmp, path)
