@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
+from nowcast.atomic import atomic_write
 from nowcast.errors import CheckpointError
 from nowcast.model import EncoderForecaster, ModelConfig, build_model
 
@@ -49,39 +50,22 @@ def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically: temp file in the same folder, fsync, rename.
-
-    A crash mid-write leaves the previous file intact and at most a stray ``.tmp`` file.
-    """
+    """Write ``payload`` to ``path`` atomically (``nowcast.atomic``): a crash leaves the previous file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, **payload}
     payload["model"] = clean_state_dict(payload["model"])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is shared like any other output
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
 def link_checkpoint(src: Path, dst: Path) -> None:
     """Make ``dst`` the same file as ``src`` (hard link, else copy), atomically replacing ``dst``."""
-    tmp = dst.with_name(f".{dst.name}.link.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        import shutil
-
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_write(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -27,13 +27,13 @@ from zarr.codecs import BloscCodec
 from nowcast.errors import StoreError
 from nowcast.scan import Grid
 
-RAIN = "rainrate"
+RAIN_RATE = "rainrate"  # the array's name on disk (store contract); `rain_rate` in code
 VALID = "valid"
 TIME = "time"
 SCALE_MMH = 0.01  # lossless to 0.01 mm/h
 FILL_RAW = np.uint16(65535)
 MAX_RAIN_MMH = (int(FILL_RAW) - 1) * SCALE_MMH  # 655.34 mm/h, the largest storable rate
-TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+TIME_UNITS = "seconds since 1970-01-01 00:00:00"  # of every time we write: store, forecasts, synthetic scans
 TIME_CHUNK_COORD = 1 << 20
 
 
@@ -105,7 +105,7 @@ def create_store(path: str, layout: StoreLayout, n_times: int, attrs: dict[str, 
     )
     space = (min(layout.chunk_space, ny), min(layout.chunk_space, nx))
     rain = root.create_array(
-        RAIN,
+        RAIN_RATE,
         shape=(n_times, ny, nx),
         chunks=(layout.chunk_time, *space),
         dtype="uint16",
@@ -148,8 +148,8 @@ def open_group(path: str, mode: str = "r") -> zarr.Group:
         root = zarr.open_group(path, mode=mode, zarr_format=3)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
         raise StoreError(f"no nowcast store at {path}: run `nowcast ingest` first") from e
-    if RAIN not in root or VALID not in root:
-        raise StoreError(f"{path} is a Zarr group but not a nowcast store (no {RAIN!r}/{VALID!r} arrays)")
+    if RAIN_RATE not in root or VALID not in root:
+        raise StoreError(f"{path} is a Zarr group but not a nowcast store (no {RAIN_RATE!r}/{VALID!r} arrays)")
     return root
 
 
@@ -165,6 +165,11 @@ def read_layout(root: zarr.Group) -> StoreLayout:
     )
 
 
+def time_length(root: zarr.Group) -> int:
+    """Rows of the time axis: the longest time-indexed array (a crash while growing may leave them unequal)."""
+    return max(root[RAIN_RATE].shape[0], root[VALID].shape[0], root[TIME].shape[0])
+
+
 def ensure_length(root: zarr.Group, layout: StoreLayout, n_times: int) -> int:
     """Grow the time axis to at least ``n_times`` rows; new rows read as missing.
 
@@ -172,10 +177,10 @@ def ensure_length(root: zarr.Group, layout: StoreLayout, n_times: int) -> int:
     brought to the same length and the time coordinate is rewritten when it is not the
     regular axis. Returns the resulting length.
     """
-    n_times = max(n_times, root[RAIN].shape[0], root[VALID].shape[0], root[TIME].shape[0])
+    n_times = max(n_times, time_length(root))
     ny, nx = layout.grid.shape
-    if root[RAIN].shape[0] != n_times:
-        root[RAIN].resize((n_times, ny, nx))
+    if root[RAIN_RATE].shape[0] != n_times:
+        root[RAIN_RATE].resize((n_times, ny, nx))
     if root[VALID].shape[0] != n_times:
         root[VALID].resize((n_times,))
     expected = to_epoch_s(layout.time_origin) + np.arange(n_times, dtype=np.int64) * layout.time_step_s
@@ -197,7 +202,7 @@ def trim_trailing_missing(root: zarr.Group, layout: StoreLayout) -> int:
     n_times = max(last, 1)
     if n_times < valid.shape[0]:
         ny, nx = layout.grid.shape
-        root[RAIN].resize((n_times, ny, nx))
+        root[RAIN_RATE].resize((n_times, ny, nx))
         root[VALID].resize((n_times,))
         root[TIME].resize((n_times,))
     return n_times
@@ -205,7 +210,7 @@ def trim_trailing_missing(root: zarr.Group, layout: StoreLayout) -> int:
 
 def template_complete(root: zarr.Group) -> bool:
     """False for a template that a killed run left half-created (it holds no data yet)."""
-    return bool(root.attrs.get("template_complete")) and all(k in root for k in (RAIN, VALID, TIME, "x", "y"))
+    return bool(root.attrs.get("template_complete")) and all(k in root for k in (RAIN_RATE, VALID, TIME, "x", "y"))
 
 
 class StoreReader:
@@ -253,7 +258,7 @@ class StoreReader:
             StoreError: the store vanished or broke while in use.
         """
         try:
-            return decode_rain(self.root[RAIN][start:stop, ys, xs])
+            return decode_rain(self.root[RAIN_RATE][start:stop, ys, xs])
         except (KeyError, OSError, ValueError) as e:
             raise StoreError(
                 f"{self.path}: could not read times {start}-{stop - 1} ({type(e).__name__}: {e}); "
@@ -282,9 +287,9 @@ def write_time_chunk(
     """
     start = chunk * layout.chunk_time
     stop = start + len(valid)
-    if rain_mmh.shape[0] != len(valid) or (len(valid) != layout.chunk_time and stop != root[RAIN].shape[0]):
+    if rain_mmh.shape[0] != len(valid) or (len(valid) != layout.chunk_time and stop != root[RAIN_RATE].shape[0]):
         raise ValueError(f"chunk {chunk}: a write must cover the whole time chunk")
-    root[RAIN][start:stop] = encode_rain(rain_mmh)
+    root[RAIN_RATE][start:stop] = encode_rain(rain_mmh)
     root[VALID][start:stop] = valid
 
 

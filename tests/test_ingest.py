@@ -116,8 +116,8 @@ def test_coarsen_and_average_to_coarser_step(tmp_path):
         src,
         tmp_path / "s.zarr",
         pixel_size_m=1000.0,
-        time_step_minutes=10,
-        source_time_step_minutes=5,
+        time_step_s=600,
+        source_time_step_s=300,
         min_valid_fraction=1.0,
     )
     summary = run_ingest(config, progress=False)
@@ -148,6 +148,14 @@ def test_store_mismatch_and_bad_config_stop_before_work(tmp_path):
         run_ingest(make_config(tmp_path / "nowhere", tmp_path / "t.zarr"), progress=False)
     with pytest.raises(ConfigError, match="store.chunk_time"):
         validate(IngestConfig, {"source": {"paths": ["x"]}, "store": {"path": "s", "chunk_time": -1}})
+    unknown_reader = {"paths": [str(src)], "reader": {"format": "grib"}}
+    grib = validate(
+        IngestConfig,
+        {"source": unknown_reader, "store": {"path": str(tmp_path / "g.zarr")}, "engine": {"name": "serial"}},
+    )
+    with pytest.raises(ConfigError, match="source.reader.format: unknown reader 'grib'; available: cf, knmi, odim"):
+        run_ingest(grib, progress=False)  # not a quarantine of every file
+    assert not (tmp_path / "g.zarr").exists()
 
 
 def test_dask_engine_matches_serial(tmp_path):
@@ -159,3 +167,91 @@ def test_dask_engine_matches_serial(tmp_path):
     a, b = store.StoreReader(str(tmp_path / "serial.zarr")), store.StoreReader(str(tmp_path / "dask.zarr"))
     assert np.array_equal(a.valid, b.valid)
     np.testing.assert_array_equal(a.read(0, 10), b.read(0, 10))
+
+
+def test_renamed_config_keys_still_read_with_a_warning(caplog):
+    old = {
+        "source": {"paths": ["x"], "reader": {"max_rain_rate": 300}},
+        "store": {"path": "s"},
+        "align": {"time_step_minutes": 2.5, "source_time_step_minutes": 0.5, "time_tolerance_seconds": 20},
+    }
+    with caplog.at_level("WARNING", logger="nowcast.ingest.config"):
+        config = validate(IngestConfig, old)
+    assert config.source.reader.max_rain_mmh == 300
+    assert (config.align.time_step_s, config.align.source_time_step_s, config.align.tolerance_s) == (150, 30, 20)
+    assert config.align.scans_per_step == 5
+    assert "align.time_step_minutes is deprecated: use align.time_step_s: 150" in caplog.text
+    assert "source.reader.max_rain_rate is deprecated: use source.reader.max_rain_mmh: 300" in caplog.text
+    with pytest.raises(ConfigError, match="give only time_step_s"):
+        validate(IngestConfig, {**old, "align": {"time_step_minutes": 5, "time_step_s": 300}})
+    with pytest.raises(ConfigError, match="whole multiple"):
+        validate(IngestConfig, {**old, "align": {"time_step_s": 300, "source_time_step_s": 120}})
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("configs/ingest/*.yaml")), ids=lambda p: p.name)
+def test_shipped_ingest_configs_use_the_current_keys(path, caplog):
+    from nowcast.config import load_config
+
+    with caplog.at_level("WARNING", logger="nowcast.ingest.config"):
+        load_config(IngestConfig, path)
+    assert "deprecated" not in caplog.text
+
+
+def test_plan_writes_nothing_and_execute_does_the_plan(tmp_path):
+    from nowcast.ingest.engines.serial import SerialEngine
+    from nowcast.ingest.run import execute, plan
+
+    src, dst = tmp_path / "src", tmp_path / "s.zarr"
+    fields = write_archive(src, 6)
+    config = make_config(src, dst)
+    first = plan(config, SerialEngine())
+    assert not dst.exists() and not first.store_exists and first.n_new == 6 and first.n_times == 6
+    assert [(job.chunk, job.start, job.stop, len(job.files)) for job in first.jobs] == [(0, 0, 4, 4), (1, 4, 6, 2)]
+    execute(first, SerialEngine(), progress=False)
+    np.testing.assert_allclose(store.StoreReader(str(dst)).read(5, 6)[0], fields[5], atol=0.005)
+
+    write_archive(src, 2, first_index=6)
+    (src / "radar_202406010040.nc").write_bytes(b"")  # a damaged file among the new ones
+    before = store_bytes(dst)
+    second = plan(config, SerialEngine())
+    assert store_bytes(dst) == before  # planning an append changes nothing either
+    assert second.n_new == 3 and second.n_times == 9
+    # the chunk with new files goes with its known files, to be rebuilt whole
+    assert [(job.chunk, [(f.index, f.known) for f in job.files]) for job in second.jobs] == [
+        (1, [(4, True), (5, True), (6, False), (7, False)]),
+        (2, [(8, False)]),
+    ]
+    summary = execute(second, SerialEngine(), progress=False)
+    assert summary.counts == {"ingested": 2, "quarantined": 1}
+    assert store.StoreReader(str(dst)).valid.tolist() == [True] * 8
+
+
+def test_a_file_is_placed_without_touching_a_store(tmp_path):
+    from nowcast.ingest.align import plan_spatial
+    from nowcast.ingest.config import ReaderOptions
+    from nowcast.ingest.readers import read_scan
+    from nowcast.ingest.sources import list_sources
+    from nowcast.ingest.tasks import ChunkJob, FileJob, JobContext, assemble_chunk, place_file
+
+    src = tmp_path / "src"
+    fields = write_archive(src, 2)
+    (src / "radar_202406010010.nc").write_bytes(b"")
+    good, other, damaged = list_sources([str(src)])
+    grid = read_scan(good.path).grid
+    layout = store.StoreLayout(grid, np.datetime64("2024-06-01T00:00", "s"), 300, 4, 16)
+    context = JobContext(
+        str(tmp_path / "absent.zarr"), "run", layout, plan_spatial(grid, make_config(src, src).align), ReaderOptions()
+    )
+    placed = place_file(FileJob(good, 0), context)
+    assert placed.record.index == 0 and placed.record.status == "quarantined"  # settled by the assembly
+    np.testing.assert_allclose(placed.field, fields[0], atol=0.005)
+    misplaced = place_file(FileJob(other, 3), context)
+    assert misplaced.field is None and "differs from the time" in misplaced.record.reason
+    unreadable = place_file(FileJob(damaged, 2), context)
+    assert unreadable.field is None and damaged.path in unreadable.record.reason and not unreadable.carry
+
+    job = ChunkJob(context, 0, 0, 4, ())
+    chunk = assemble_chunk(job, [placed, place_file(FileJob(good, 0), context), misplaced, unreadable])
+    assert chunk.valid.tolist() == [True, False, False, False] and chunk.used_rows == {0}
+    assert [r.status for r in chunk.records] == ["ingested", "duplicate", "quarantined", "quarantined"]
+    assert not (tmp_path / "absent.zarr").exists()

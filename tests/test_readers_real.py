@@ -60,11 +60,11 @@ def test_all_opera_files_read_with_isolated_outliers_masked():
             nodata = f["dataset1/what"].attrs["nodata"]
         scan = read_scan(path, DEFAULT)
         # OPERA composites carry isolated clutter pixels of several hundred mm/h: no data, not rain
-        outliers = (raw > DEFAULT.max_rain_rate).sum()
+        outliers = (raw > DEFAULT.max_rain_mmh).sum()
         n_outliers += outliers
         assert scan.time == time_in_name(path)
         assert np.isnan(scan.rain_rate).sum() == (raw == nodata).sum() + outliers
-        assert np.nanmax(scan.rain_rate) <= DEFAULT.max_rain_rate
+        assert np.nanmax(scan.rain_rate) <= DEFAULT.max_rain_mmh
         scans.append(scan)
     assert n_outliers > 0  # the archive has some (e.g. 8646 mm/h at 22:15)
     assert_one_grid(scans)

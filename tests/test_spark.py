@@ -190,7 +190,7 @@ def test_spark_and_dask_write_the_same_store(tmp_path, spark_engine):
     spark_ds, dask_ds = _comparable(stores["spark"]), _comparable(stores["dask"])
     xr.testing.assert_identical(spark_ds, dask_ds)  # arrays, coordinates, valid flags and attributes
     a, b = store.open_group(str(stores["spark"])), store.open_group(str(stores["dask"]))
-    np.testing.assert_array_equal(a[store.RAIN][:], b[store.RAIN][:])  # the stored integers, bit for bit
+    np.testing.assert_array_equal(a[store.RAIN_RATE][:], b[store.RAIN_RATE][:])  # the stored integers, bit for bit
     valid = a[store.VALID][:]
     assert valid[:10].tolist() == [i in fields for i in range(10)] and not valid[10:].any()
 

@@ -13,7 +13,6 @@ another file), ``incomplete`` (read, but its time step still lacks other scans t
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import time
 import uuid
@@ -21,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import fsspec
+
+from nowcast.atomic import write_file
 
 MANIFEST_DIR = "_manifest"
 INGESTED, QUARANTINED, DUPLICATE, INCOMPLETE = "ingested", "quarantined", "duplicate", "incomplete"
@@ -47,17 +48,7 @@ def _fs(store_path: str):
 
 
 def _write_json(fs, path: str, payload) -> None:
-    """Write atomically where the file system allows it (rename), so no reader sees half a file."""
-    data = json.dumps(payload, separators=(",", ":")).encode()
-    if fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol:
-        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    else:  # object stores: a single PUT is atomic
-        fs.pipe_file(path, data)
+    write_file(fs, path, json.dumps(payload, separators=(",", ":")).encode())
 
 
 def write_part(store_path: str, run_id: str, name: str, records: Iterable[Record]) -> None:

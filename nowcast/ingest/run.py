@@ -1,13 +1,18 @@
-"""The ingest orchestrator: plan on the driver, map chunk jobs on an engine, record the result.
+"""The ingest orchestrator: ``plan`` on the driver (writes nothing), then ``execute`` the plan.
 
+``plan`` works out everything from the sources, the store and the config:
 1. list the source files; skip those the store's manifest already holds;
-2. give each new file a row on the store's regular time axis (from its name, or by reading it);
-3. create the store template, or grow its time axis (driver only, before any task runs);
-4. one job per time chunk, mapped on the engine; each job writes its chunk and its manifest part;
-5. fold the manifest parts; report what was ingested, quarantined or skipped.
+2. give each new file a row on the store's regular time axis (from its name, or by reading it
+   on the engine); files that cannot be placed are quarantined;
+3. the store's layout (or check the existing one) and one job per time chunk.
 
-A run killed at any point loses nothing: a re-run reads again exactly the files whose chunk
-was not recorded, and rewrites those chunks whole.
+``execute`` then does it:
+4. create the store template, or grow its time axis (driver only, before any task runs);
+5. map the chunk jobs on the engine; each job writes its chunk and its manifest part;
+6. fold the manifest parts; report what was ingested, quarantined or skipped.
+
+``run_ingest`` is the two under the store's lock. A run killed at any point loses nothing: a
+re-run reads again exactly the files whose chunk was not recorded, and rewrites those chunks whole.
 """
 
 from __future__ import annotations
@@ -15,24 +20,29 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 import fsspec
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nowcast import store
+from nowcast.atomic import write_file
 from nowcast.config import dump_config
 from nowcast.errors import ReaderError, StoreError
 from nowcast.ingest import manifest
 from nowcast.ingest.align import SpatialPlan, plan_spatial
-from nowcast.ingest.config import IngestConfig
+from nowcast.ingest.config import AlignConfig, EngineConfig, IngestConfig, ReaderOptions
 from nowcast.ingest.engines import Engine, open_engine
 from nowcast.ingest.lock import store_lock
 from nowcast.ingest.manifest import INCOMPLETE, INGESTED, QUARANTINED, Record
-from nowcast.ingest.readers import read_scan
+from nowcast.ingest.readers import get_reader, read_scan
 from nowcast.ingest.sources import SourceFile, list_sources, time_from_name
-from nowcast.ingest.tasks import ChunkJob, ChunkResult, FileJob, ingest_chunk, target_index
+from nowcast.ingest.tasks import ChunkJob, ChunkResult, FileJob, JobContext, ingest_chunk, target_index
+from nowcast.scan import Grid
 
 log = logging.getLogger(__name__)
 PROBE_BATCH = 64
@@ -54,15 +64,40 @@ class IngestSummary:
         return not self.failed_chunks
 
 
-def _probe_times(paths: list[str], reader) -> list[tuple[str, str | None, str]]:
-    """Read the valid time of each file (for archives whose names carry none)."""
+@dataclass(frozen=True)
+class Plan:
+    """What an ingest will do, worked out by ``plan`` without writing anything; ``execute`` does it."""
+
+    config: IngestConfig  # with the store path made absolute
+    n_sources: int
+    n_new: int  # new files (not in the manifest, or waiting for partners to average)
+    store_exists: bool
+    run_id: str
+    records: list[Record] = field(default_factory=list)  # files quarantined while planning
+    failure: str | None = None  # why nothing can be ingested: ``execute`` records the files, then raises
+    layout: store.StoreLayout | None = None
+    n_times: int = 0  # rows the store's time axis will have
+    jobs: list[ChunkJob] = field(default_factory=list)
+
+
+class Probe(NamedTuple):
+    """A file read while planning: its valid time and grid, or why it could not be read."""
+
+    path: str
+    time: str | None
+    reason: str
+    grid: Grid | None
+
+
+def _probe_times(paths: list[str], reader: ReaderOptions) -> list[Probe]:
+    """Read the valid time and grid of each file (for archives whose names carry none)."""
     out = []
     for path in paths:
         try:
             scan = read_scan(path, reader)
-            out.append((path, str(scan.time), "", scan.grid))
+            out.append(Probe(path, str(scan.time), "", scan.grid))
         except ReaderError as e:
-            out.append((path, None, str(e), None))
+            out.append(Probe(path, None, str(e), None))
     return out
 
 
@@ -81,28 +116,28 @@ def _plan_times(
     if to_probe:
         log.info("reading the valid time of %d files whose names carry none", len(to_probe))
         by_path = {s.path: s for s in new}
-        for path, t, reason, _ in _probe(to_probe, config, engine):
-            if t is None:
-                src = by_path[path]
-                bad.append(Record(path, src.size, src.mtime, QUARANTINED, reason=reason))
+        for probe in _probe(to_probe, config, engine):
+            if probe.time is None:
+                src = by_path[probe.path]
+                bad.append(Record(probe.path, src.size, src.mtime, QUARANTINED, reason=probe.reason))
             else:
-                times[path] = np.datetime64(t, "s")
+                times[probe.path] = np.datetime64(probe.time, "s")
     return times, bad
 
 
-def _probe(paths: list[str], config: IngestConfig, engine: Engine):
-    """Read ``paths`` on the engine in batches; yields (path, time or None, reason, grid or None)."""
+def _probe(paths: list[str], config: IngestConfig, engine: Engine) -> Iterator[Probe]:
+    """Read ``paths`` on the engine in batches."""
     batches = [paths[i : i + PROBE_BATCH] for i in range(0, len(paths), PROBE_BATCH)]
     for batch, outcome in engine.map_unordered(_ProbeBatch(config.source.reader), batches):
         if isinstance(outcome, Exception):
-            outcome = [(p, None, f"{p}: {outcome}", None) for p in batch]
+            outcome = [Probe(p, None, f"{p}: {outcome}", None) for p in batch]
         yield from outcome
 
 
 class _ProbeBatch:
     """Picklable callable for the engines: probe the times of a batch of files."""
 
-    def __init__(self, reader):
+    def __init__(self, reader: ReaderOptions):
         self.reader = reader
 
     def __call__(self, paths):
@@ -179,10 +214,10 @@ def _layout_for(
     config: IngestConfig,
     spatial: SpatialPlan,
     times: list[np.datetime64],
-    scans_per_step: int,
     existing: store.StoreLayout | None,
 ) -> store.StoreLayout:
-    step = int(round(config.align.time_step_minutes * 60))
+    """The existing store's layout, checked against this ingest; else a new one starting at the first time."""
+    step = config.align.time_step_s
     if existing is not None:
         problems = []
         if existing.time_step_s != step:
@@ -199,7 +234,7 @@ def _layout_for(
             )
         return existing
     epoch_steps = [store.to_epoch_s(t) / step for t in times]
-    first = int(np.min(np.ceil(epoch_steps) if scans_per_step > 1 else np.round(epoch_steps)))
+    first = int(np.min(np.ceil(epoch_steps) if config.align.scans_per_step > 1 else np.round(epoch_steps)))
     origin = store.from_epoch_s(first * step)[()]
     return store.StoreLayout(spatial.target, origin, step, config.store.chunk_time, config.store.chunk_space)
 
@@ -221,143 +256,122 @@ def _store_exists(path: str) -> bool:
     return False
 
 
-def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
-    """Ingest the configured sources into the configured store (see the module docstring)."""
+def _with_absolute_store_path(config: IngestConfig) -> IngestConfig:
+    """Workers resolve relative paths against their own working folders: give them an absolute one."""
     path = config.store.path
-    if "://" not in path:  # workers resolve relative paths against their own working folders
-        path = os.path.abspath(path)
-        config = config.model_copy(update={"store": config.store.model_copy(update={"path": path})})
-    summary = IngestSummary(path)
+    if "://" in path or os.path.isabs(path):
+        return config
+    return config.model_copy(update={"store": config.store.model_copy(update={"path": os.path.abspath(path)})})
+
+
+def plan(config: IngestConfig, engine: Engine) -> Plan:
+    """Work out what an ingest of ``config`` will do. Reads the sources and the store, writes nothing.
+
+    Files are read (on ``engine``) only where planning needs their content: names that carry no
+    time, and times that lie weeks away from the rest.
+
+    Raises:
+        ConfigError: a source pattern matches no file, an unknown reader, or an alignment that
+            does not fit the files.
+        StoreError: the store does not match this config (grid, time step, chunking), or its
+            metadata is damaged.
+    """
+    config = _with_absolute_store_path(config)
+    path = config.store.path
+    if config.source.reader.format != "auto":
+        get_reader(config.source.reader.format)  # a wrong name stops here, not file by file
     sources = list_sources(config.source.paths, config.source.exclude)
-    summary.n_sources = len(sources)
-    with store_lock(path):
-        exists = _store_exists(path)
-        seen = manifest.read_manifest(path) if exists else {}
-        new = [s for s in sources if s.path not in seen or seen[s.path].status == INCOMPLETE]
-        changed = [
-            s for s in sources if s.path in seen and seen[s.path].status != INCOMPLETE and (seen[s.path].size != s.size)
-        ]
-        for src in changed:
+    exists = _store_exists(path)
+    seen = manifest.read_manifest(path) if exists else {}
+    new = [s for s in sources if s.path not in seen or seen[s.path].status == INCOMPLETE]
+    for src in sources:
+        if src.path in seen and seen[src.path].status != INCOMPLETE and seen[src.path].size != src.size:
             log.warning(
                 "%s changed since it was ingested; its time is not written twice (ingest it into a new store "
                 "to use the new content)",
                 src.path,
             )
-        summary.n_new = len(new)
-        log.info("%d source files, %d already in the store, %d new", len(sources), len(sources) - len(new), len(new))
-        if not new:
-            _finish(summary, path)
-            return summary
-        run_id = manifest.new_run_id()
-        with open_engine(config.engine) as engine:
-            times, probe_failures = _plan_times(new, config, engine)
-            records = list(probe_failures)
-            anchors = _stored_span(path) if exists else []
-            trusted, doubtful = _split_outlying_times(times, anchors)
-            source_grid = _source_grid_from(new, trusted, config) or _source_grid_from(
-                new, {p: times[p] for p in doubtful}, config
+    log.info("%d source files, %d already in the store, %d new", len(sources), len(sources) - len(new), len(new))
+    base = Plan(config, len(sources), len(new), exists, manifest.new_run_id())
+    if not new:
+        return base
+
+    times, records = _plan_times(new, config, engine)
+    anchors = _stored_span(path) if exists else []
+    trusted, doubtful = _split_outlying_times(times, anchors)
+    source_grid = _source_grid_from(new, trusted, config) or _source_grid_from(
+        new, {p: times[p] for p in doubtful}, config
+    )
+    if doubtful and source_grid is not None:
+        bad = _check_doubtful(doubtful, times, source_grid, new, config, engine)
+        records += bad
+        times = {p: t for p, t in times.items() if p not in {r.path for r in bad}}
+    if source_grid is None:
+        records += [
+            Record(s.path, s.size, s.mtime, QUARANTINED, reason=f"{s.path}: not readable")
+            for s in new
+            if s.path in times
+        ]
+        failure = (
+            f"none of the {len(new)} new files could be read; nothing was written "
+            f"(first reason: {records[0].reason if records else 'none'})"
+        )
+        return replace(base, records=records, failure=failure)
+
+    spatial = plan_spatial(source_grid, config.align)
+    root = store.open_group(path) if exists else None
+    existing = store.read_layout(root) if root is not None else None
+    layout = _layout_for(config, spatial, list(times.values()), existing)
+    by_chunk, max_index, off_grid = _place_in_chunks(new, times, layout, config.align)
+    n_times = max(max_index + 1, 1, store.time_length(root) if root is not None else 0)
+    context = JobContext(
+        store_path=path,
+        run_id=base.run_id,
+        layout=layout,
+        spatial=spatial,
+        reader=config.source.reader,
+        scans_per_step=config.align.scans_per_step,
+        tolerance_s=config.align.tolerance_s,
+    )
+    jobs = _chunk_jobs(context, by_chunk, seen, sources, n_times)
+    return replace(base, records=records + off_grid, layout=layout, n_times=n_times, jobs=jobs)
+
+
+def _place_in_chunks(
+    new: list[SourceFile], times: dict[str, np.datetime64], layout: store.StoreLayout, align: AlignConfig
+) -> tuple[dict[int, list[FileJob]], int, list[Record]]:
+    """Each new file's row, grouped by time chunk; the highest row; records of files off the time axis."""
+    by_chunk: dict[int, list[FileJob]] = defaultdict(list)
+    max_index = -1
+    off_grid = []
+    by_path = {s.path: s for s in new}
+    for file_path, t in sorted(times.items(), key=lambda kv: (kv[1], kv[0])):
+        src = by_path[file_path]
+        index = target_index(layout, t, align.scans_per_step, align.tolerance_s)
+        if index is None or index < 0:
+            why = (
+                "is not on the time grid"
+                if index is None
+                else f"is before the store's first time {layout.time_origin}; ingest it into a new store"
             )
-            if doubtful and source_grid is not None:
-                bad = _check_doubtful(doubtful, times, source_grid, new, config, engine)
-                records += bad
-                times = {p: t for p, t in times.items() if p not in {r.path for r in bad}}
-            if source_grid is None:
-                records += [
-                    Record(s.path, s.size, s.mtime, QUARANTINED, reason=f"{s.path}: not readable")
-                    for s in new
-                    if s.path in times
-                ]
-                if exists:
-                    manifest.write_part(path, run_id, "plan", records)
-                    manifest.fold_run(path, run_id)
-                _report(summary, records)
-                raise StoreError(
-                    f"none of the {len(new)} new files could be read; nothing was written "
-                    f"(first reason: {records[0].reason if records else 'none'})"
-                )
-            spatial = plan_spatial(source_grid, config.align)
-            scans_per_step = 1
-            if config.align.source_time_step_minutes:
-                scans_per_step = int(round(config.align.time_step_minutes / config.align.source_time_step_minutes))
-            root = store.open_group(path, mode="r+") if exists else None
-            layout = _layout_for(
-                config,
-                spatial,
-                list(times.values()),
-                scans_per_step,
-                store.read_layout(root) if root is not None else None,
+            off_grid.append(
+                Record(src.path, src.size, src.mtime, QUARANTINED, time=str(t), reason=f"{src.path}: time {t} {why}")
             )
-            by_chunk: dict[int, list[FileJob]] = defaultdict(list)
-            max_index = -1
-            by_path = {s.path: s for s in new}
-            for file_path, t in sorted(times.items(), key=lambda kv: (kv[1], kv[0])):
-                src = by_path[file_path]
-                index = target_index(layout, t, scans_per_step, config.align.time_tolerance_seconds)
-                if index is None or index < 0:
-                    why = (
-                        "is not on the time grid"
-                        if index is None
-                        else f"is before the store's first time {layout.time_origin}; ingest it into a new store"
-                    )
-                    records.append(
-                        Record(
-                            src.path,
-                            src.size,
-                            src.mtime,
-                            QUARANTINED,
-                            time=str(t),
-                            reason=f"{src.path}: time {t} {why}",
-                        )
-                    )
-                    continue
-                by_chunk[layout.chunk_of(index)].append(FileJob(src, index))
-                max_index = max(max_index, index)
-            if root is None:
-                root = store.create_store(
-                    path,
-                    layout,
-                    max_index + 1,
-                    attrs={"source": ", ".join(config.source.paths), "ingest_config": dump_config(config)},
-                )
-                log.info(
-                    "created %s: %s, %d s step from %s",
-                    path,
-                    layout.grid.describe(),
-                    layout.time_step_s,
-                    layout.time_origin,
-                )
-            n_times = store.ensure_length(root, layout, max_index + 1)
-            if records:
-                manifest.write_part(path, run_id, "plan", records)
-            jobs = _chunk_jobs(by_chunk, seen, sources, layout, n_times, run_id, spatial, scans_per_step, config)
-            log.info(
-                "ingesting %d files into %d time chunks with the %s engine",
-                sum(len(j.files) for j in jobs),
-                len(jobs),
-                engine.name,
-            )
-            records += _run_jobs(engine, jobs, summary, progress)
-            if not summary.failed_chunks:  # rows planned for files that turned out bad are given back
-                store.trim_trailing_missing(root, layout)
-        manifest.fold_run(path, run_id)
-        _report(summary, records)
-        _finish(summary, path)
-        _save_config(config, path)
-    return summary
+            continue
+        by_chunk[layout.chunk_of(index)].append(FileJob(src, index))
+        max_index = max(max_index, index)
+    return by_chunk, max_index, off_grid
 
 
 def _chunk_jobs(
+    context: JobContext,
     by_chunk: dict[int, list[FileJob]],
     seen: dict[str, Record],
     sources: list[SourceFile],
-    layout: store.StoreLayout,
     n_times: int,
-    run_id: str,
-    spatial: SpatialPlan,
-    scans_per_step: int,
-    config: IngestConfig,
 ) -> list[ChunkJob]:
     """One job per time chunk with new files; the chunk's known files go along to rebuild it whole."""
+    layout = context.layout
     present = {s.path: s for s in sources}
     known_by_chunk: dict[int, list[Record]] = defaultdict(list)
     for record in seen.values():
@@ -373,23 +387,86 @@ def _chunk_jobs(
                 known.append(FileJob(src, record.index, known=True))
             else:  # gone or changed since: its row stays as stored, never written twice
                 keep.append(record.index)
-        jobs.append(
-            ChunkJob(
-                store_path=config.store.path,
-                run_id=run_id,
-                chunk=chunk,
-                start=start,
-                stop=stop,
-                files=tuple(known + sorted(new_files, key=lambda f: f.source.path)),
-                layout=layout,
-                spatial=spatial,
-                reader=config.source.reader,
-                scans_per_step=scans_per_step,
-                tolerance_s=config.align.time_tolerance_seconds,
-                keep_rows=tuple(keep),
-            )
-        )
+        files = tuple(known + sorted(new_files, key=lambda f: f.source.path))
+        jobs.append(ChunkJob(context, chunk, start, stop, files, keep_rows=tuple(keep)))
     return jobs
+
+
+def execute(plan: Plan, engine: Engine, progress: bool = True) -> IngestSummary:
+    """Do what ``plan`` worked out: make or grow the store, run the chunk jobs, record and report.
+
+    Raises:
+        StoreError: no new file could be read (after recording them in an existing store's
+            manifest), or the store changed since it was planned.
+    """
+    config, path, run_id = plan.config, plan.config.store.path, plan.run_id
+    summary = IngestSummary(path, n_sources=plan.n_sources, n_new=plan.n_new)
+    if not plan.n_new:
+        _finish(summary, path)
+        return summary
+    if plan.failure is not None:
+        if plan.store_exists:
+            manifest.write_part(path, run_id, "plan", plan.records)
+            manifest.fold_run(path, run_id)
+        _report(summary, plan.records)
+        raise StoreError(plan.failure)
+    layout = plan.layout
+    assert layout is not None  # a plan with new files and no failure has one
+    if plan.store_exists:
+        root = store.open_group(path, mode="r+")
+    else:
+        attrs = {"source": ", ".join(config.source.paths), "ingest_config": dump_config(config)}
+        root = store.create_store(path, layout, plan.n_times, attrs=attrs)
+        log.info(
+            "created %s: %s, %d s step from %s", path, layout.grid.describe(), layout.time_step_s, layout.time_origin
+        )
+    if store.ensure_length(root, layout, plan.n_times) != plan.n_times:
+        raise StoreError(f"{path} changed since this ingest was planned; run it again")
+    records = list(plan.records)
+    if records:
+        manifest.write_part(path, run_id, "plan", records)
+    log.info(
+        "ingesting %d files into %d time chunks with the %s engine",
+        sum(len(j.files) for j in plan.jobs),
+        len(plan.jobs),
+        engine.name,
+    )
+    records += _run_jobs(engine, plan.jobs, summary, progress)
+    if not summary.failed_chunks:  # rows planned for files that turned out bad are given back
+        store.trim_trailing_missing(root, layout)
+    manifest.fold_run(path, run_id)
+    _report(summary, records)
+    _finish(summary, path)
+    _save_config(config, path)
+    return summary
+
+
+class _EngineOnDemand:
+    """The configured engine, started at its first use (or by ``open``): a run with nothing new starts none."""
+
+    def __init__(self, config: EngineConfig, stack: ExitStack):
+        self.name: str = config.name
+        self._config, self._stack = config, stack
+        self._engine: Engine | None = None
+
+    def open(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._stack.enter_context(open_engine(self._config))
+        return self._engine
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        return self.open().map_unordered(fn, items)
+
+
+def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
+    """Ingest the configured sources into the configured store: ``plan``, then ``execute``, under the store's lock."""
+    config = _with_absolute_store_path(config)
+    with store_lock(config.store.path), ExitStack() as stack:
+        engine = _EngineOnDemand(config.engine, stack)
+        ingest_plan = plan(config, engine)
+        if ingest_plan.n_new:
+            engine.open()  # before anything is written: an engine that cannot start stops the run here
+        return execute(ingest_plan, engine, progress)
 
 
 def _run_jobs(engine: Engine, jobs: list[ChunkJob], summary: IngestSummary, progress: bool) -> list[Record]:
@@ -427,4 +504,4 @@ def _finish(summary: IngestSummary, path: str) -> None:
 def _save_config(config: IngestConfig, path: str) -> None:
     """The resolved config beside the store's data, as every run does."""
     fs, root = fsspec.core.url_to_fs(path)
-    fs.pipe_file(f"{root}/ingest-config.yaml", dump_config(config).encode())
+    write_file(fs, f"{root}/ingest-config.yaml", dump_config(config).encode())

@@ -23,10 +23,6 @@ class SourceFile:
     size: int
     mtime: float
 
-    @property
-    def key(self) -> tuple[int, float]:
-        return (self.size, self.mtime)
-
 
 def time_from_name(path: str) -> np.datetime64 | None:
     """The last date-time stamp in the file name, or None when there is no valid one."""

@@ -8,13 +8,12 @@ on an Agg canvas: no pyplot state, no display.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nowcast.atomic import atomic_write
 from nowcast.errors import output_error
 
 log = logging.getLogger(__name__)
@@ -67,18 +66,13 @@ def _extent_km(forecast: Any) -> tuple[float, ...]:
     return tuple(v / 1000 for v in forecast.grid.extent)
 
 
-def _atomic(path: Path, suffix: str, save) -> Path:
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{suffix}")  # keeps the format's extension
+def _save(path: Path, suffix: str, save) -> Path:
+    """``save(tmp)`` through ``atomic_write`` (the temporary name keeps the format's extension)."""
     try:
-        save(tmp)
-        os.replace(tmp, path)
+        with atomic_write(path, suffix=suffix) as tmp:
+            save(tmp)
     except OSError as e:
-        if tmp.exists():
-            tmp.unlink()
         raise output_error(path, e) from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -113,7 +107,7 @@ def plot_panel(forecast: Any, path: str | Path) -> Path:
     )
     method = forecast.description if forecast.method == "model" else f"{forecast.method} (fallback)"
     fig.suptitle(f"nowcast from {str(forecast.init_time)[:16]} UTC: {method}; x, y in km; grey = no data")
-    return _atomic(Path(path), ".png", lambda p: fig.savefig(p, format="png", dpi=90))
+    return _save(Path(path), ".png", lambda p: fig.savefig(p, format="png", dpi=90))
 
 
 def plot_animation(forecast: Any, path: str | Path, fps: float = 2.0) -> Path:
@@ -151,7 +145,7 @@ def plot_animation(forecast: Any, path: str | Path, fps: float = 2.0) -> Path:
         return (image,)
 
     animation = FuncAnimation(fig, update, frames=len(sequence), blit=False)
-    return _atomic(Path(path), ".gif", lambda p: animation.save(p, writer=PillowWriter(fps=fps), dpi=80))
+    return _save(Path(path), ".gif", lambda p: animation.save(p, writer=PillowWriter(fps=fps), dpi=80))
 
 
 def plot_forecast(forecast: Any, out: str | Path) -> dict[str, Path]:

@@ -10,34 +10,32 @@ Layout (CF-1.8)::
     crs                         grid mapping: pyproj's CF attributes, crs_wkt and proj4
     attrs                       model (checkpoint, step, config JSON), predict config (YAML), history
 
-The file is written under a hidden temporary name in the destination folder and renamed
-(``os.replace``) when complete: a reader sees the old forecast or the new one, never half of
-one; on any failure the temporary file is removed and the final name is untouched.
+The file is written through ``nowcast.atomic.atomic_write``: a reader sees the old forecast or
+the new one, never half of one; on any failure the temporary file is removed and the final
+name is untouched.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nowcast import __version__
+from nowcast.atomic import atomic_write
 from nowcast.config import dump_config
 from nowcast.errors import ConfigError, output_error
 from nowcast.predict.config import PredictConfig
 from nowcast.predict.loading import LoadedModel
+from nowcast.store import TIME_UNITS
 
 log = logging.getLogger(__name__)
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 ZARR_SUFFIX = ".zarr"
-TIME_UNITS = "seconds since 1970-01-01 00:00:00"
 
 
 def check_out_path(out: str | Path) -> Path:
@@ -159,17 +157,6 @@ def _encoding(ds, zarr: bool) -> dict[str, dict[str, Any]]:
     }
 
 
-def _remove(path: Path) -> None:
-    """Remove a temporary file or folder if there is one (quietly: it may never have been made)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
 def write_dataset(ds, out: str | Path) -> Path:
     """Write ``ds`` to ``out`` (NetCDF or Zarr by extension) through a temporary name and a rename.
 
@@ -182,28 +169,17 @@ def write_dataset(ds, out: str | Path) -> Path:
 
     Raises:
         ConfigError: an extension we do not write.
+        OutputError: the file system refused the write (full, read-only); nothing was left.
     """
     out = check_out_path(out)
-    zarr = out.suffix.lower() == ZARR_SUFFIX
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if zarr:
-            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds, True))
-            old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
-            if out.exists():  # a folder cannot be replaced in one rename: move the old one aside first
-                os.replace(out, old)
-            os.replace(tmp, out)
-            _remove(old)
-        else:
-            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, False))
-            os.replace(tmp, out)
+        with atomic_write(out) as tmp:
+            if out.suffix.lower() == ZARR_SUFFIX:
+                ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds, True))
+            else:
+                ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, False))
     except (OSError, RuntimeError) as e:  # netCDF4 reports a full disk as RuntimeError("HDF error")
-        _remove(tmp)
         raise output_error(out, e) from e
-    except BaseException:
-        _remove(tmp)
-        raise
     return out
 
 

@@ -10,14 +10,13 @@ File layout (what the CF reader in ``nowcast.ingest.readers.cf`` reads)::
     crs       scalar, CF grid mapping of a Lambert azimuthal equal-area projection (+ crs_wkt)
     global    Conventions CF-1.8, title, source "nowcast synthetic archive", seed
 
-Each file is written under a hidden ``.part`` name and renamed, so a killed run never leaves a
-half file that looks like a scan.
+Each file is written under a hidden temporary name and renamed (``nowcast.atomic``), so a
+killed run never leaves a half file that looks like a scan.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -25,9 +24,11 @@ import netCDF4
 import numpy as np
 from pyproj import CRS
 
+from nowcast.atomic import atomic_write
 from nowcast.config import dump_config, load_config
 from nowcast.errors import ConfigError, NowcastError
 from nowcast.scan import Grid
+from nowcast.store import TIME_UNITS
 from nowcast.synth.config import SynthConfig
 from nowcast.synth.fields import generate_fields, missing_times, scan_times
 
@@ -37,7 +38,6 @@ PREFIX = "synth_"
 CONFIG_NAME = "synth.yaml"
 SCALE_MMH = 0.01
 FILL_RAW = np.int16(-32768)
-TIME_UNITS = "seconds since 1970-01-01 00:00:00"
 COMPRESSION_LEVEL = 1  # level 1 compresses these fields nearly as well as 4, several times faster
 
 
@@ -85,8 +85,7 @@ def write_scan(path: Path, time: np.datetime64, rain: np.ndarray, grid: Grid, cr
     ny, nx = rain.shape
     raw = np.rint(np.where(np.isfinite(rain), rain, 0) / SCALE_MMH).clip(0, np.iinfo(np.int16).max).astype(np.int16)
     raw[~np.isfinite(rain)] = FILL_RAW
-    tmp = path.with_name(f".{path.name}.part")
-    try:
+    with atomic_write(path) as tmp:  # closed (inner block) before it is synced and renamed
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
             ds.setncatts(
                 {
@@ -137,9 +136,6 @@ def write_scan(path: Path, time: np.datetime64, rain: np.ndarray, grid: Grid, cr
                 }
             )
             rvar[0] = raw
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _same_config(saved: Path, config: SynthConfig) -> bool:
@@ -199,9 +195,8 @@ def write_archive(
     if (out_dir / CONFIG_NAME).is_file() and all(p.is_file() for p in expected):
         log.info("%s already holds this archive (%d scans); nothing to do", out_dir, len(expected))
         return expected
-    tmp = out_dir / f".{CONFIG_NAME}.part"
-    tmp.write_text(config_text)
-    os.replace(tmp, out_dir / CONFIG_NAME)
+    with atomic_write(out_dir / CONFIG_NAME) as tmp:
+        tmp.write_text(config_text)
 
     crs = crs_attrs(config)
     grid = synth_grid(config, crs)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from nowcast.atomic import atomic_write
 from nowcast.verify.evaluate import EvaluationResult
 
 TABLE_SCORES = ("CSI@1", "CSI@5", "FSS@1", "MAE")  # the compact Markdown summary
@@ -30,16 +30,6 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, write: Any) -> Path:
-    """Write through a temporary name then rename, so a reader never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def write_json(result: EvaluationResult, path: str | Path) -> Path:
     """All scores, per method and lead, as strict JSON (undefined scores are ``null``).
 
@@ -51,7 +41,9 @@ def write_json(result: EvaluationResult, path: str | Path) -> Path:
         The path written.
     """
     text = json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False)
-    return _atomic_write(Path(path), lambda p: p.write_text(text + "\n"))
+    with atomic_write(path) as tmp:
+        tmp.write_text(text + "\n")
+    return Path(path)
 
 
 def _fmt(value: float) -> str:
@@ -136,7 +128,9 @@ def write_markdown(result: EvaluationResult, path: str | Path, scores: tuple[str
         The path written.
     """
     text = markdown(result, scores)
-    return _atomic_write(Path(path), lambda p: p.write_text(text))
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, ...] = PLOT_SCORES) -> Path:
@@ -200,7 +194,9 @@ def plot_scores(result: EvaluationResult, path: str | Path, scores: tuple[str, .
         ax.set_visible(False)
     axes[0].legend(fontsize="small")
     fig.suptitle(f"{result.n_starts} forecasts, {result.first_init_time} to {result.last_init_time}")
-    return _atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=100))
+    with atomic_write(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return Path(path)
 
 
 def _plot_differences(ax: Any, result: EvaluationResult, score: str, colours: dict[str, str]) -> None:

@@ -7,6 +7,10 @@ Contract of every reader (checked for all of them by one generic test):
 - raises :class:`nowcast.errors.ReaderError` naming the file and the problem for anything it
   cannot read (damaged, truncated, empty, wrong content, implausible values); never anything else.
 
+An unknown reader name is a mistake in the config, not in a file: ``get_reader`` raises
+:class:`nowcast.errors.ConfigError` listing the registered names (as ``open_engine`` does for
+engines); ``read_scan`` turns it into the file's ReaderError, to keep the contract above.
+
 The format is detected from the file's content (magic bytes, conventions), not its name.
 """
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nowcast.errors import ReaderError
+from nowcast.errors import ConfigError, ReaderError
 from nowcast.ingest.config import ReaderOptions
 from nowcast.ingest.readers.common import checked
 from nowcast.ingest.readers.detect import detect_format
@@ -39,16 +43,25 @@ def register(name: str) -> Callable[[Reader], Reader]:
 
 
 def available() -> list[str]:
+    """The registered reader names, sorted."""
     _load_builtin()
     return sorted(_READERS)
 
 
 def get_reader(name: str) -> Reader:
+    """The reader registered under ``name``.
+
+    Raises:
+        ConfigError: no reader of that name; the message lists the available ones.
+    """
     _load_builtin()
     try:
         return _READERS[name]
     except KeyError:
-        raise ReaderError(f"unknown reader {name!r}; available: {', '.join(sorted(_READERS))}") from None
+        raise ConfigError(
+            f"source.reader.format: unknown reader {name!r}; available: {', '.join(available())} "
+            "(or auto, to detect the format from the content)"
+        ) from None
 
 
 def read_scan(path: str, options: ReaderOptions | None = None) -> Scan:
@@ -70,8 +83,8 @@ def read_scan(path: str, options: ReaderOptions | None = None) -> Scan:
     name = detect_format(path) if options.format == "auto" else options.format
     try:
         reader = get_reader(name)
-    except ReaderError as e:
-        raise ReaderError(f"{path}: {e} (source.reader.format)") from None
+    except ConfigError as e:
+        raise ReaderError(f"{path}: {e}") from None
     try:
         return reader(path, options)
     except ReaderError:

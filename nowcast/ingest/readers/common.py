@@ -87,7 +87,7 @@ def validate_scan(scan: Scan, path: str, options: ReaderOptions) -> Scan:
     Args:
         scan: what a reader returned.
         path: the file, for messages.
-        options: gives ``max_rain_rate``.
+        options: gives ``max_rain_mmh``.
 
     Returns:
         The scan, with values in (-0.005, 0) set to 0 and isolated implausible pixels (at most
@@ -113,7 +113,7 @@ def validate_scan(scan: Scan, path: str, options: ReaderOptions) -> Scan:
     finite = np.isfinite(rain)
     if not finite.any():
         raise ReaderError(f"{path}: no valid pixel (the whole field is no data)")
-    implausible = finite & ((rain <= NEGATIVE_ROUNDING) | (rain > options.max_rain_rate))
+    implausible = finite & ((rain <= NEGATIVE_ROUNDING) | (rain > options.max_rain_mmh))
     n_bad = int(implausible.sum())
     if n_bad:
         values = rain[implausible]
@@ -122,8 +122,8 @@ def validate_scan(scan: Scan, path: str, options: ReaderOptions) -> Scan:
             what = (
                 f"rain rate {low:g} mm/h is negative (limit 0)"
                 if low <= NEGATIVE_ROUNDING
-                else f"rain rate {high:g} mm/h is above the limit {options.max_rain_rate:g} mm/h "
-                "(source.reader.max_rain_rate)"
+                else f"rain rate {high:g} mm/h is above the limit {options.max_rain_mmh:g} mm/h "
+                "(source.reader.max_rain_mmh)"
             )
             raise ReaderError(
                 f"{path}: {what}, on {n_bad} pixels (more than source.reader.outlier_fraction "

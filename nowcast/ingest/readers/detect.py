@@ -12,7 +12,6 @@ from nowcast.ingest.readers.common import text
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 HDF5_OFFSETS = (0, 512, 1024, 2048)  # the superblock may follow a user block of these sizes
 NETCDF_CLASSIC_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
-FORMATS = "cf, odim, knmi"
 
 
 def detect_format(path: str) -> str:
@@ -40,7 +39,7 @@ def detect_format(path: str) -> str:
         return "cf"
     if any(head[o : o + len(HDF5_MAGIC)] == HDF5_MAGIC for o in HDF5_OFFSETS):
         return _detect_hdf5(path)
-    raise ReaderError(f"{path}: not a radar file this project reads (formats: {FORMATS})")
+    raise ReaderError(f"{path}: not a radar file this project reads (formats: {_formats()})")
 
 
 def _detect_hdf5(path: str) -> str:
@@ -69,7 +68,7 @@ def _classify(f: h5py.File, path: str) -> str:
         return "cf"
     raise ReaderError(
         f"{path}: HDF5 file without radar content (no ODIM_H5 conventions, no KNMI image1/geographic "
-        f"groups, no CF variables); formats: {FORMATS}"
+        f"groups, no CF variables); formats: {_formats()}"
     )
 
 
@@ -84,3 +83,10 @@ def _has_cf_variable(f: h5py.File) -> bool:
 
     f.visititems(visit)
     return bool(found)
+
+
+def _formats() -> str:
+    """The registered readers, for messages (imported here: the registry imports this module)."""
+    from nowcast.ingest.readers import available
+
+    return ", ".join(available())
