@@ -14,8 +14,9 @@ from nowcast.model.transform import rain_to_z
 from nowcast.store import write_mock_store
 from nowcast.train.config import TrainConfig
 from nowcast.train.data import build_windows, plan_epoch, resume_position, window_starts
-from nowcast.train.loop import train
-from nowcast.train.loss import LOSSES, get_loss, hko_weights, score_counts, scores
+from nowcast.train.loop import is_better, score_counts, scores, train
+from nowcast.train.loss import LOSSES, get_loss, hko_weights, make_loss
+from nowcast.verify.metrics import ScoreAccumulator
 
 
 def tiny_config(store, out_dir, **sections):
@@ -99,20 +100,43 @@ def test_epoch_plan_deals_disjoint_units_and_equal_steps():
 
 def test_losses_mask_no_data_and_weight_heavy_rain(store, tmp_path):
     cfg = tiny_config(store, tmp_path)
+    z_scale = cfg.model.dry_threshold_mmh, cfg.model.max_rain_mmh
     target = torch.tensor([0.0, 1.0, 3.0, 40.0, float("nan")]).view(1, 5, 1, 1, 1)
     assert hko_weights(torch.nan_to_num(target), cfg.loss).flatten().tolist() == [1, 1, 2, 30, 1]
     pred = torch.zeros_like(target)
     for name in LOSSES:
-        value = get_loss(name)(pred, target, cfg)
+        value = get_loss(name)(pred, target, cfg.loss, *z_scale)
         assert torch.isfinite(value) and value > 0
-    heavy_miss = get_loss("balanced_mse_mae")(pred, target, cfg)
+    heavy_miss = make_loss(cfg.loss, *z_scale)(pred, target)
     pred_heavy = pred.clone()
     pred_heavy[0, 3] = 2.6  # ~ 40 mm/h in z space
-    assert get_loss("balanced_mse_mae")(pred_heavy, target, cfg) < heavy_miss / 3
-    with pytest.raises(KeyError, match="available: balanced_mse_mae, mse, mae"):
+    assert make_loss(cfg.loss, *z_scale)(pred_heavy, target) < heavy_miss / 3
+    with pytest.raises(ConfigError, match="available: balanced_mse_mae, mae, mse"):
         get_loss("ssim")
-    counts = score_counts(torch.tensor([2.0, 0, 2, 0]).view(1, 4, 1, 1, 1), target[:, :4])
-    assert scores(counts)["csi_1mm"] == [0.0, 0.0, 1.0, 0.0]  # false alarm, miss, hit, miss
+
+
+def test_validation_scores_are_the_ones_evaluate_reports():
+    """Training picks best.pt by CSI@1 and reports MAE exactly as `nowcast evaluate` computes them."""
+    counts = score_counts(
+        torch.tensor([2.0, 0, 2, 0]).view(1, 4, 1, 1, 1), torch.tensor([0.0, 1, 3, 40]).view(1, 4, 1, 1, 1), 1.0
+    )
+    csi = scores(counts.numpy())["csi_1mm"]  # false alarm, no event (1 is not above 1), hit, miss
+    assert csi[0] == 0 and np.isnan(csi[1]) and csi[2:] == [1.0, 0.0]
+    rng = np.random.default_rng(0)
+    pred = rng.gamma(0.5, 2.0, (3, 4, 1, 16, 16)).astype(np.float32)  # (B, T, 1, H, W) mm/h
+    target = rng.gamma(0.5, 2.0, pred.shape).astype(np.float32)
+    target[:, :, :, :2] = np.nan
+    pred[:, 3] = 0.0  # a lead with nothing forecast
+    target[:, 3] = 0.0  # ... nor observed: CSI undefined
+    counts = score_counts(torch.from_numpy(pred), torch.from_numpy(target), 1.0)
+    accumulator = ScoreAccumulator(4, 1000.0)
+    for p, t in zip(pred[:, :, 0], target[:, :, 0]):
+        accumulator.add(p, t)
+    expected = accumulator.result()
+    got = scores(counts.numpy())
+    np.testing.assert_allclose(got["csi_1mm"], expected["CSI@1"])  # NaN where evaluate has NaN
+    np.testing.assert_allclose(got["mae_mmh"], expected["MAE"], rtol=1e-6)
+    assert is_better(0.1, float("nan")) and is_better(float("nan"), float("nan")) and not is_better(float("nan"), 0.1)
 
 
 def test_lead_weights_scale_each_leads_share_of_the_loss(store, tmp_path):
@@ -122,9 +146,14 @@ def test_lead_weights_scale_each_leads_share_of_the_loss(store, tmp_path):
     wrong_second[0, 0] = rain_to_z(target[0, 0], model.dry_threshold_mmh, model.max_rain_mmh)  # right at lead 1 only
     for name in LOSSES:
         loss = get_loss(name)
-        plain = loss(wrong_second, target, tiny_config(store, tmp_path))
-        ignored = loss(wrong_second, target, tiny_config(store, tmp_path, loss={"lead_weights": [1.0, 0.0]}))
-        doubled = loss(wrong_second, target, tiny_config(store, tmp_path, loss={"lead_weights": [1.0, 2.0]}))
+        z_scale = model.dry_threshold_mmh, model.max_rain_mmh
+        plain = loss(wrong_second, target, tiny_config(store, tmp_path).loss, *z_scale)
+        ignored = loss(
+            wrong_second, target, tiny_config(store, tmp_path, loss={"lead_weights": [1.0, 0.0]}).loss, *z_scale
+        )
+        doubled = loss(
+            wrong_second, target, tiny_config(store, tmp_path, loss={"lead_weights": [1.0, 2.0]}).loss, *z_scale
+        )
         assert plain > 0.1 and ignored == 0
         torch.testing.assert_close(doubled - ignored, 2 * (plain - ignored))
     with pytest.raises(ConfigError, match="loss.lead_weights has 3 weights, the model 2 output frames"):

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,13 @@ from nowcast.train.data import (
     val_streams,
     wet_fraction,
 )
-from nowcast.train.loss import get_loss, score_counts, scores
+from nowcast.train.loss import make_loss
 from nowcast.train.metrics_log import MetricsLog, Progress
+from nowcast.verify.metrics import categorical_scores, event, ratio
 
 log = logging.getLogger(__name__)
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (pred_z, target_mmh) -> loss: make_loss
 
 
 def open_stores(cfg: TrainConfig) -> list[StoreReader]:
@@ -107,17 +111,18 @@ def train_step(
     x: torch.Tensor,
     y: torch.Tensor,
     context: torch.Tensor,
-    cfg: TrainConfig,
+    loss_fn: LossFn,
+    grad_clip: float,
     device: torch.device,
 ) -> tuple[float, float]:
     """One optimisation step on a batch; returns (loss, gradient norm before clipping)."""
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, T, 1, h, w) mm/h, NaN
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         pred_z = _forward(model, x, context.to(device))  # (B, T_out, 1, h, w)
-    loss = get_loss(cfg.loss.name)(pred_z, y, cfg)
+    loss = loss_fn(pred_z, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or math.inf)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
     optimizer.step()
     scheduler.step()
     return loss.item(), grad_norm.item()
@@ -128,26 +133,73 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, context: torch.Tensor) -> 
     return model(x, transformed=True, time_step_s=context[:, 0], pixel_size_m=context[:, 1])
 
 
+VAL_THRESHOLD_MMH = 1.0  # the CSI that picks best.pt: "CSI@1" of `nowcast evaluate`
+
+
+def score_counts(pred_mmh: torch.Tensor, target_mmh: torch.Tensor, threshold_mmh: float) -> torch.Tensor:
+    """Sums per lead time over valid target pixels, to add up across batches and ranks; the event
+    is ``nowcast.verify``'s (rain above the threshold).
+
+    Args:
+        pred_mmh, target_mmh: (B, T, 1, H, W); NaN in the target = no data.
+
+    Returns:
+        (5, T) float64: hits, misses, false alarms, sum |error| (mm/h), valid pixels.
+    """
+    mask = torch.isfinite(target_mmh)
+    obs = event(target_mmh, threshold_mmh) & mask
+    fc = event(pred_mmh, threshold_mmh) & mask
+    abs_err = torch.where(mask, (pred_mmh - target_mmh).abs(), 0.0)
+    per_lead = lambda t: t.double().sum(dim=(0, 2, 3, 4))  # noqa: E731  (B, T, 1, H, W) -> (T,)
+    return torch.stack(
+        [per_lead(obs & fc), per_lead(obs & ~fc), per_lead(~obs & fc), per_lead(abs_err), per_lead(mask)]
+    )
+
+
+def scores(counts: np.ndarray) -> dict[str, list[float]]:
+    """CSI and MAE per lead time from ``score_counts`` sums, by ``nowcast.verify``'s formulas: NaN
+    where undefined (no event forecast or observed; no valid pixel), as ``nowcast evaluate`` reports."""
+    hits, misses, false_alarms, abs_err, n = counts
+    return {
+        "csi_1mm": categorical_scores(hits, misses, false_alarms)["CSI"].tolist(),
+        "mae_mmh": ratio(abs_err, n).tolist(),
+    }
+
+
+def mean_defined(values: list[float]) -> float:
+    """The mean of the values that are defined (not NaN); NaN when none is."""
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
+
+
+def is_better(score: float, best: float) -> bool:
+    """A validation score beats the best so far (NaN: none yet, or never defined): higher, or any
+    score while no best is defined, so best.pt exists from the first validation on."""
+    return math.isnan(best) or score > best
+
+
 @torch.no_grad()
-def validate(model: torch.nn.Module, loader, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+def validate(
+    model: torch.nn.Module, loader, loss_fn: LossFn, model_cfg: ModelConfig, device: torch.device
+) -> dict[str, Any]:
     """Loss, CSI at 1 mm/h and MAE per lead time over this rank's share, summed over ranks."""
     model.eval()
     loss_sum, n = 0.0, 0
-    counts = torch.zeros(5, cfg.model.num_output_frames, dtype=torch.float64)
+    counts = torch.zeros(5, model_cfg.num_output_frames, dtype=torch.float64)
     for x, y, context in loader:
         x, y = x.to(device), y.to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             pred_z = _forward(model, x, context.to(device))  # (B, T_out, 1, H, W)
-        loss_sum += get_loss(cfg.loss.name)(pred_z, y, cfg).item() * len(x)
+        loss_sum += loss_fn(pred_z, y).item() * len(x)
         n += len(x)
-        pred = z_to_rain(pred_z.float(), cfg.model.dry_threshold_mmh, cfg.model.max_rain_mmh)  # mm/h
-        counts += score_counts(pred, y).cpu()
+        pred = z_to_rain(pred_z.float(), model_cfg.dry_threshold_mmh, model_cfg.max_rain_mmh)  # mm/h
+        counts += score_counts(pred, y, VAL_THRESHOLD_MMH).cpu()
     model.train()
     total = torch.cat([torch.tensor([loss_sum, n], dtype=torch.float64), counts.flatten()])
     total = distributed.all_reduce_sum(total.to(device)).cpu()
-    result = {"val_loss": (total[0] / total[1].clamp(min=1)).item(), **scores(total[2:].view_as(counts))}
-    result["csi_1mm_mean"] = float(np.mean(result["csi_1mm"]))
-    result["mae_mmh_mean"] = float(np.mean(result["mae_mmh"]))
+    result = {"val_loss": (total[0] / total[1].clamp(min=1)).item(), **scores(total[2:].view_as(counts).numpy())}
+    result["csi_1mm_mean"] = mean_defined(result["csi_1mm"])
+    result["mae_mmh_mean"] = mean_defined(result["mae_mmh"])
     return result
 
 
@@ -259,7 +311,7 @@ def _train(
         model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=dist.device.type == "cuda"
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    step, epoch, epoch_step, metrics, best = 0, 0, 0, {}, {"csi_1mm_mean": -1.0, "step": -1}
+    step, epoch, epoch_step, metrics, best = 0, 0, 0, {}, {"csi_1mm_mean": math.nan, "step": -1}
     if resume:
         ckpt = load_checkpoint(run_dir / "last.pt")
         if ModelConfig.from_saved(ckpt["config"]["model"]) != cfg.model:
@@ -295,6 +347,7 @@ def _train(
                         getattr(saved, key),
                         cfg.run.init_from,
                     )
+    loss_fn = make_loss(cfg.loss, cfg.model.dry_threshold_mmh, cfg.model.max_rain_mmh)
     raw_model = model  # checkpoints and validation use the unwrapped module
     if dist.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
@@ -334,7 +387,9 @@ def _train(
         )
         loader = make_loader(dataset, per_rank, workers, pin_memory=dist.device.type == "cuda")
         for x, y, context in itertools.islice(loader, min(plan.steps - epoch_step, last - step)):
-            loss, grad_norm = train_step(model, optimizer, scheduler, x, y, context, cfg, dist.device)
+            loss, grad_norm = train_step(
+                model, optimizer, scheduler, x, y, context, loss_fn, cfg.optim.grad_clip, dist.device
+            )
             step, epoch_step, seen = step + 1, epoch_step + 1, seen + len(x) * dist.world_size
             rate = seen / (time.perf_counter() - t0)
             progress.update(step, loss, rate)
@@ -352,8 +407,8 @@ def _train(
                 )
             improved = False
             if val_loader is not None and (step % cfg.run.val_every == 0 or step == cfg.optim.max_steps):
-                metrics = validate(raw_model, val_loader, cfg, dist.device)
-                improved = metrics["csi_1mm_mean"] > best["csi_1mm_mean"]
+                metrics = validate(raw_model, val_loader, loss_fn, cfg.model, dist.device)
+                improved = is_better(metrics["csi_1mm_mean"], best["csi_1mm_mean"])
                 if improved:
                     best = {"csi_1mm_mean": metrics["csi_1mm_mean"], "step": step}
                 if main:
