@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from nowcast.store import StoreReader
+from nowcast.timeaxis import whole_windows
 from nowcast.train.config import DataConfig, TrainConfig
 
 UNIT_SHIFT = 32  # unit id = store index << 32 | time chunk index
@@ -47,15 +48,6 @@ class Windows:
         """(N,) unit id of every window: the time chunk of its first frame."""
         chunk = self.start // np.asarray(chunk_times, dtype=np.int64)[self.store]
         return (self.store << UNIT_SHIFT) | chunk
-
-
-def window_starts(ok: np.ndarray, length: int) -> np.ndarray:
-    """Start indices s where ``ok[s:s + length]`` is all True."""
-    if len(ok) < length:
-        return np.zeros(0, np.int64)
-    bad = np.concatenate([[0], np.cumsum(~ok)])
-    starts = np.arange(len(ok) - length + 1)
-    return starts[bad[starts + length] == bad[starts]]
 
 
 def validation_times(reader: StoreReader, data: DataConfig) -> np.ndarray:
@@ -100,11 +92,11 @@ def build_windows(
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "val": []}
     for i, reader in enumerate(readers):
         val = validation_times(reader, data)
-        train = window_starts(reader.valid & ~val, length)
+        train = np.flatnonzero(whole_windows(reader.valid & ~val, length))
         if data.min_rain_fraction > 0:
             csum = np.concatenate([[0.0], np.cumsum(wet[i])])
             train = train[(csum[train + length] - csum[train]) / length >= data.min_rain_fraction]
-        val_starts = window_starts(reader.valid & val, length)[:: data.val_stride]
+        val_starts = np.flatnonzero(whole_windows(reader.valid & val, length))[:: data.val_stride]
         for name, starts in (("train", train), ("val", val_starts)):
             parts[name].append((np.full(len(starts), i, np.int64), starts.astype(np.int64)))
     join = lambda p: Windows(np.concatenate([s for s, _ in p]), np.concatenate([t for _, t in p]))  # noqa: E731
