@@ -425,12 +425,19 @@ def evaluate(
         times = {"start": _time_option(start, "--start"), "end": _time_option(end, "--end")}
         loaded = load_model(resolve_checkpoint(checkpoint))
         reader = StoreReader(str(store))
-        grid = {"time_step_s": reader.time_step_s, "pixel_size_m": reader.pixel_size_m}
+        step_s, pixel_m = reader.time_step_s, reader.pixel_size_m
         check_data_facts(
-            loaded, **grid, crs=reader.grid.crs, source=reader.path, input_time_step_s=cfg.input_time_step_s
+            loaded,
+            pixel_size_m=pixel_m,
+            time_step_s=step_s,
+            crs=reader.grid.crs,
+            source=reader.path,
+            input_time_step_s=cfg.input_time_step_s,
         )
-        forecasters = {"model": model_forecaster(loaded.model, **grid, **cfg.forecast_options())}
-        forecasters.update({name: make_forecaster(name, **grid) for name in names})
+        forecasters = {
+            "model": model_forecaster(loaded.model, time_step_s=step_s, pixel_size_m=pixel_m, **cfg.forecast_options())
+        }
+        forecasters.update({name: make_forecaster(name, pixel_size_m=pixel_m, time_step_s=step_s) for name in names})
         result = run_evaluation(
             reader,
             forecasters,

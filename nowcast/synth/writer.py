@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import netCDF4
@@ -195,7 +196,7 @@ def write_archive(
 
     crs = crs_attrs(config)
     grid = synth_grid(config, crs)
-    fields = generate_fields(config)
+    fields: Iterable[tuple[np.datetime64, np.ndarray]] = generate_fields(config)
     if progress:
         from rich.progress import track
 

@@ -234,7 +234,7 @@ def run_epoch(
     for x, y, context in epoch_batches(data, plan, state, cfg, dist, last):
         loss, grad_norm = train_step(model, state.optimizer, state.scheduler, x, y, context, cfg, dist.device)
         state.step, state.epoch_step, seen = state.step + 1, state.epoch_step + 1, seen + len(x) * dist.world_size
-        lr = state.scheduler.get_last_lr()[0]
+        lr = float(state.scheduler.get_last_lr()[0])
         rate = seen / (time.perf_counter() - t0)
         reports.train_step(state.step, state.epoch, loss, lr, grad_norm, rate, last=state.step == last)
         improved = False
@@ -360,9 +360,10 @@ def validate(model: torch.nn.Module, loader, cfg: TrainConfig, device: torch.dev
     model.train()
     total = torch.cat([torch.tensor([loss_sum, n], dtype=torch.float64), counts.flatten()])
     total = distributed.all_reduce_sum(total.to(device)).cpu()
-    result = {"val_loss": (total[0] / total[1].clamp(min=1)).item(), **scores(total[2:].view_as(counts).numpy())}
-    result["csi_1mm_mean"] = mean_defined(result["csi_1mm"])
-    result["mae_mmh_mean"] = mean_defined(result["mae_mmh"])
+    csi_mae = scores(total[2:].view_as(counts).numpy())
+    result: dict[str, Any] = {"val_loss": (total[0] / total[1].clamp(min=1)).item(), **csi_mae}
+    result["csi_1mm_mean"] = mean_defined(csi_mae["csi_1mm"])
+    result["mae_mmh_mean"] = mean_defined(csi_mae["mae_mmh"])
     return result
 
 

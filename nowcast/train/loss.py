@@ -117,6 +117,5 @@ def make_loss(
     cfg: LossConfig, dry_threshold_mmh: float, max_rain_mmh: float
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The loss ``cfg.name`` with its settings and the model's z transform bound: ``loss(pred_z, target_mmh)``."""
-    return functools.partial(
-        get_loss(cfg.name), cfg=cfg, dry_threshold_mmh=dry_threshold_mmh, max_rain_mmh=max_rain_mmh
-    )
+    loss: Callable[..., torch.Tensor] = get_loss(cfg.name)  # by keyword: every loss names its arguments alike
+    return functools.partial(loss, cfg=cfg, dry_threshold_mmh=dry_threshold_mmh, max_rain_mmh=max_rain_mmh)

@@ -42,12 +42,13 @@ class MetricsLog:
         self.writer = csv.DictWriter(self.file, self.columns, extrasaction="ignore")
         if new:
             self.writer.writeheader()
+        self.tensorboard: Any = None
         try:  # optional: no hard dependency on tensorboard
             from torch.utils.tensorboard import SummaryWriter
 
             self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
         except ImportError:
-            self.tensorboard = None
+            pass
 
     def write(self, row: dict[str, Any]) -> None:
         row = dict(row)

@@ -203,4 +203,5 @@ def make_forecaster(name: str, pixel_size_m: float, time_step_s: int, **options:
         time_step_s: frame spacing in seconds.
         **options: extra keyword arguments of that baseline (e.g. ``num_motion_frames``).
     """
-    return functools.partial(get_baseline(name), pixel_size_m=pixel_size_m, time_step_s=time_step_s, **options)
+    baseline: Callable[..., np.ndarray] = get_baseline(name)  # by keyword: the contract names its arguments
+    return functools.partial(baseline, pixel_size_m=pixel_size_m, time_step_s=time_step_s, **options)

@@ -39,6 +39,9 @@ class Observations(Protocol):
     valid: np.ndarray  # (T,) bool
 
     @property
+    def n_times(self) -> int: ...
+
+    @property
     def pixel_size_m(self) -> float: ...
 
     @property
