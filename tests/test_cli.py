@@ -55,4 +55,6 @@ def test_demo_evaluates_from_where_its_training_config_holds_out(tmp_path):
 
     reader = write_mock_store(str(tmp_path / "mock.zarr"), n_times=40, missing=(3,))
     valid_times = reader.times[reader.valid]  # 39; configs/train/demo.yaml holds out val_fraction 0.2: the last 8
-    assert _held_out_start(tmp_path / "mock.zarr") == str(valid_times[-8]) == str(np.datetime64("2024-06-01T02:40"))
+    assert (
+        _held_out_start(tmp_path / "mock.zarr") == str(valid_times[-8]) == str(np.datetime64("2024-06-01T02:40", "s"))
+    )

@@ -87,7 +87,7 @@ def test_evaluate_takes_a_config_and_overrides_like_predict(store, tmp_path, cli
     config = tmp_path / "predict.yaml"
     config.write_text("leads: 2\nprecision: float32\n")
     args = ["evaluate", "--checkpoint", tiny_checkpoint, "--store", store.path, "--max-starts", "2", "--config", config]
-    done = cli(*args, "--out", tmp_path / "a", "--baseline", "none", "tile_size=32")
+    done = cli(*args, "--out", tmp_path / "a", "--baseline", "none", "tile_overlap=8")
     assert done.exit_code == 0, done.output
     scores = json.loads((tmp_path / "a" / "scores.json").read_text())
     assert list(scores["methods"]) == ["model"] and scores["lead_minutes"] == [5, 10]
