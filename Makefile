@@ -8,10 +8,10 @@ TORCH_VERSION ?= 2.13.0
 STAMP  := $(VENV)/.installed
 DATA   ?=
 
-.PHONY: setup test test-fast demo bench clean help
+.PHONY: setup lint test test-fast demo bench clean help
 
 help:
-	@echo "make setup | test | test-fast | demo [DATA=dir [INPUT_TIME_STEP=s]] | bench | clean"
+	@echo "make setup | lint | test | test-fast | demo [DATA=dir [INPUT_TIME_STEP=s]] | bench | clean"
 
 setup: $(STAMP)
 
@@ -22,7 +22,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy nowcast
+
+test: lint
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
@@ -35,4 +40,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) demo-output bench-output runs .pytest_cache
+	rm -rf $(VENV) demo-output bench-output runs .pytest_cache .mypy_cache

@@ -28,7 +28,8 @@ from nowcast.model import ConvLSTMCell, build_model
 from nowcast.store import StoreReader, write_mock_store
 from nowcast.train.config import TrainConfig
 from nowcast.train.data import WindowDataset, build_windows, make_loader, plan_epoch
-from nowcast.train.loop import lr_lambda, train_step
+from nowcast.train.loop import train_step
+from nowcast.train.state import lr_lambda
 
 
 class ReferenceConvLSTMCell(nn.Module):

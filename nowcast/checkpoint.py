@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from nowcast.atomic import atomic_write
 from nowcast.errors import CheckpointError
-from nowcast.model import EncoderForecaster, ModelConfig, build_model
+from nowcast.model import Model, ModelConfig, build_model
 
 FORMAT = "nowcast-checkpoint"
 VERSION = 1
@@ -100,7 +100,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> tuple[EncoderForecaster, ModelConfig]:
+def model_from_checkpoint(ckpt: dict[str, Any] | str | Path) -> tuple[Model, ModelConfig]:
     """Rebuild the model and load its weights from a checkpoint (dict or path), in eval mode.
 
     Raises:
@@ -134,7 +134,7 @@ def rng_state() -> dict[str, Any]:
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": {
             "name": name,
-            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
             "pos": int(pos),
             "has_gauss": int(has_gauss),
             "cached_gaussian": float(cached),

@@ -68,10 +68,7 @@ def ingest(
     from nowcast.ingest.config import IngestConfig
     from nowcast.ingest.run import run_ingest
 
-    extra = list(overrides or [])
-    extra += [f"engine.name={engine}"] if engine else []
-    extra += [f"engine.spark.master={master}", "engine.name=spark"] if master else []
-    extra += [f"engine.address={address}"] if address else []
+    extra = list(overrides or []) + _engine_overrides(engine, master, address)
     try:
         cfg = load_config(IngestConfig, config, extra)
         summary = run_ingest(cfg, progress=progress)
@@ -88,51 +85,105 @@ def ingest(
         raise typer.Exit(3)
 
 
+def _engine_overrides(engine: str | None, master: str | None, address: str | None) -> list[str]:
+    """--engine, --master and --address as config overrides. --master is a Spark master and
+    --address a Dask scheduler, so each picks its engine; an --engine that says otherwise is an
+    error naming both, never a silent switch."""
+    implied = (("--master", master, "spark"), ("--address", address, "dask"))
+    given = [(flag, value, name) for flag, value, name in implied if value]
+    if len(given) == 2:
+        raise typer.BadParameter(f"--master {master} (Spark) and --address {address} (Dask) exclude each other")
+    extra = [f"engine.name={engine}"] if engine else []
+    for flag, value, name in given:
+        if engine and engine != name:
+            raise typer.BadParameter(
+                f"--engine {engine} conflicts with {flag} {value}, which is for the {name} engine: "
+                f"use --engine {name} or drop one of them",
+                param_hint="--engine",
+            )
+        key = "engine.spark.master" if name == "spark" else "engine.address"
+        extra += [f"{key}={value}"] + ([] if engine else [f"engine.name={name}"])
+    return extra
+
+
+BASELINE_HELP = "a baseline scored beside the model (repeatable; 'none': the model alone)"
+DEPRECATED_BASELINES_HELP = "deprecated: --baseline, once per name"
+
+
+def _baseline_names(baseline: list[str] | None, baselines: str | None, default: list[str]) -> list[str]:
+    """The baselines asked for, checked against the registry (its error lists the valid names).
+
+    ``--baselines a,b`` is the deprecated spelling of ``--baseline a --baseline b``; ``none`` (or an
+    empty ``--baselines``) asks for none.
+    """
+    from nowcast.verify.baselines import get_baseline
+
+    names = list(baseline or [])
+    if baselines is not None:
+        log.warning("--baselines is deprecated: pass --baseline once per name")
+        names += [name.strip() for name in baselines.split(",") if name.strip()] or ["none"]
+    if not names:
+        return list(default)
+    if "none" in names:
+        if len(names) > 1:
+            raise typer.BadParameter("'none' cannot be combined with other baselines", param_hint="--baseline")
+        return []
+    for name in names:
+        get_baseline(name)  # ConfigError: unknown name, the valid ones listed
+    return names
+
+
+def _time_option(value: str | None, flag: str):
+    from nowcast.predict.inputs import parse_time
+
+    return parse_time(value, flag)
+
+
+def _predict_config(config: Path | None, overrides: list[str] | None, **flags):
+    """The PredictConfig of ``predict`` and ``evaluate``: the YAML file, then ``key=value``
+    overrides, then the flags given (a flag left out changes nothing)."""
+    from nowcast.config import load_config
+    from nowcast.predict import PredictConfig
+
+    extra = list(overrides or []) + [f"{key}={value}" for key, value in flags.items() if value is not None]
+    return load_config(PredictConfig, config, extra)
+
+
 @app.command("evaluate-baselines")
 def evaluate_baselines(
     store: Path = typer.Option(..., help="the Zarr store to score forecasts against"),
     out: Path = typer.Option(..., help="folder for scores.json, scores.md and scores.png"),
     leads: int = typer.Option(12, min=1, help="lead times scored, one per store time step"),
     inputs: int = typer.Option(3, min=2, help="input frames per forecast (extrapolation tracks motion over them)"),
-    baseline: list[str] = typer.Option(["persistence", "extrapolation"], help="a baseline to score (repeatable)"),
+    baseline: list[str] = typer.Option(
+        None, help="a baseline to score (repeatable; default: persistence, extrapolation)"
+    ),
+    baselines: str | None = typer.Option(None, hidden=True, help=DEPRECATED_BASELINES_HELP),
     start: str | None = typer.Option(None, help="earliest init time, e.g. 2024-06-01T00:00"),
     end: str | None = typer.Option(None, help="latest init time"),
     stride: int = typer.Option(1, min=1, help="score every k-th valid start"),
     max_starts: int | None = typer.Option(None, min=1, help="score at most this many starts"),
 ) -> None:
     """Score the persistence and optical-flow extrapolation baselines over a store, per lead time."""
-    import numpy as np
-
     from nowcast.store import StoreReader
-    from nowcast.verify.baselines import BASELINES, make_forecaster
+    from nowcast.verify.baselines import make_forecaster
     from nowcast.verify.evaluate import evaluate
     from nowcast.verify.report import write_reports
 
-    unknown = [name for name in baseline if name not in BASELINES]
-    if unknown:
-        raise typer.BadParameter(
-            f"unknown baseline {unknown[0]!r}; available: {', '.join(sorted(BASELINES))}", param_hint="--baseline"
-        )
-    times = {}
-    for hint, value in (("--start", start), ("--end", end)):
-        try:
-            times[hint] = None if value is None else np.datetime64(value, "s")
-        except ValueError:
-            raise typer.BadParameter(
-                f"{value!r} is not a time; use ISO 8601, e.g. 2024-06-01T12:00", param_hint=hint
-            ) from None
     try:
+        names = _baseline_names(baseline, baselines, ["persistence", "extrapolation"])
+        if not names:
+            raise typer.BadParameter("name at least one baseline to score", param_hint="--baseline")
+        times = {"start": _time_option(start, "--start"), "end": _time_option(end, "--end")}
         reader = StoreReader(str(store))
-        forecasters = {
-            name: make_forecaster(name, reader.grid.pixel_size, reader.layout.time_step_s) for name in baseline
-        }
+        forecasters = {name: make_forecaster(name, reader.pixel_size_m, reader.time_step_s) for name in names}
         result = evaluate(
             reader,
             forecasters,
             num_input_frames=inputs,
             n_leads=leads,
-            start=times["--start"],
-            end=times["--end"],
+            start=times["start"],
+            end=times["end"],
             stride=stride,
             max_starts=max_starts,
         )
@@ -265,21 +316,22 @@ def predict(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
 ) -> None:
     """Forecast the next lead times from the latest input frames; write CF NetCDF/Zarr (and pictures)."""
-    from nowcast.config import load_config
-    from nowcast.predict import PredictConfig, load_method, predict_to_file, store_window
-    from nowcast.predict.inputs import parse_time, staleness_note
+    from nowcast.predict import load_method, predict_to_file, store_window
+    from nowcast.predict.inputs import staleness_note
     from nowcast.predict.writer import check_out_path
 
-    extra = list(overrides or [])
-    extra += [f"leads={leads}"] if leads is not None else []
-    extra += ["plot=true"] if plot else []
-    extra += [f"fallback={fallback}"] if fallback else []
-    extra += [f"tile_size={tile_size}"] if tile_size is not None else []
-    extra += [f"input_time_step_s={input_time_step}"] if input_time_step is not None else []
     try:
-        cfg = load_config(PredictConfig, config, extra)
+        cfg = _predict_config(
+            config,
+            overrides,
+            leads=leads,
+            plot=plot or None,
+            fallback=fallback,
+            tile_size=tile_size,
+            input_time_step_s=input_time_step,
+        )
         check_out_path(out)
-        until = parse_time(time)
+        until = _time_option(time, "--time")
         loaded = load_method(method, checkpoint, cfg.leads)
         if (input_path / "zarr.json").is_file():
             from nowcast.store import StoreReader
@@ -347,65 +399,67 @@ def evaluate(
     out: Path = typer.Option(..., help="folder for scores.json, scores.md and scores.png"),
     checkpoint: Path | None = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
     method: str = typer.Option("model", help=METHOD_HELP),
-    baselines: str = typer.Option(
-        "persistence,extrapolation", help="baselines scored beside the model, comma-separated"
-    ),
+    baseline: list[str] = typer.Option(None, help=BASELINE_HELP + "; default: persistence, extrapolation"),
+    baselines: str | None = typer.Option(None, hidden=True, help=DEPRECATED_BASELINES_HELP),
     start: str | None = typer.Option(None, help="earliest init time, e.g. 2024-06-01T00:00"),
     end: str | None = typer.Option(None, help="latest init time"),
     leads: int | None = typer.Option(None, min=1, help="lead times scored (default: all the model makes)"),
     stride: int = typer.Option(1, min=1, help="score every k-th valid start"),
     max_starts: int | None = typer.Option(None, min=1, help="score at most this many starts"),
     tile_size: int | None = typer.Option(None, min=8, help="run the model in square tiles of this side"),
-    precision: str = typer.Option("auto", help="auto (bfloat16 where the CPU has it natively), float32 or bfloat16"),
+    precision: str | None = typer.Option(
+        None, help="auto (default: bfloat16 where the CPU has it natively), float32 or bfloat16"
+    ),
     input_time_step: int | None = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help="predict YAML (PredictConfig keys)"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
 ) -> None:
     """Score the model against persistence and optical-flow extrapolation over a store, per lead time."""
-    from nowcast.config import validate
-    from nowcast.predict import PredictConfig, check_data_facts, load_method, model_forecaster
-    from nowcast.predict.inputs import parse_time
+    from nowcast.predict import check_data_facts, load_method, model_forecaster
+    from nowcast.predict.run import lead_count
     from nowcast.store import StoreReader
-    from nowcast.verify.baselines import BASELINES, make_forecaster
+    from nowcast.verify.baselines import make_forecaster
     from nowcast.verify.evaluate import evaluate as run_evaluation
     from nowcast.verify.report import markdown, write_reports
 
-    names = [name.strip() for name in baselines.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BASELINES]
-    if unknown:
-        raise typer.BadParameter(
-            f"unknown baseline {unknown[0]!r}; available: {', '.join(sorted(BASELINES))}", param_hint="--baselines"
-        )
     try:
-        times = {"start": parse_time(start, "--start"), "end": parse_time(end, "--end")}
+        names = _baseline_names(baseline, baselines, ["persistence", "extrapolation"])
+        cfg = _predict_config(
+            config,
+            overrides,
+            leads=leads,
+            tile_size=tile_size,
+            precision=precision,
+            input_time_step_s=input_time_step,
+        )
+        times = {"start": _time_option(start, "--start"), "end": _time_option(end, "--end")}
         loaded = load_method(method, checkpoint, leads)
         reader = StoreReader(str(store))
+        step_s, pixel_m = reader.time_step_s, reader.pixel_size_m
         check_data_facts(
-            loaded, reader.grid.pixel_size, reader.layout.time_step_s, reader.grid.crs, reader.path, input_time_step
+            loaded,
+            pixel_size_m=pixel_m,
+            time_step_s=step_s,
+            crs=reader.grid.crs,
+            source=reader.path,
+            input_time_step_s=cfg.input_time_step_s,
         )
-        n_leads = leads or loaded.cfg.num_output_frames
-        if n_leads > loaded.cfg.num_output_frames:
-            raise typer.BadParameter(
-                f"the model forecasts {loaded.cfg.num_output_frames} lead times", param_hint="--leads"
-            )
-        options = validate(
-            PredictConfig, {"tile_size": tile_size, "precision": precision}, "command line"
-        ).forecast_options()
-        grid = {"time_step_s": reader.layout.time_step_s, "pixel_size_m": reader.grid.pixel_size}
-        forecasters = {"model": model_forecaster(loaded.model, **grid, **options)}
-        forecasters.update(
-            {name: make_forecaster(name, reader.grid.pixel_size, reader.layout.time_step_s) for name in names}
-        )
+        forecasters = {
+            "model": model_forecaster(loaded.model, time_step_s=step_s, pixel_size_m=pixel_m, **cfg.forecast_options())
+        }
+        forecasters.update({name: make_forecaster(name, pixel_size_m=pixel_m, time_step_s=step_s) for name in names})
         result = run_evaluation(
             reader,
             forecasters,
             num_input_frames=loaded.cfg.num_input_frames,
-            n_leads=n_leads,
+            n_leads=lead_count(loaded, cfg),
             start=times["start"],
             end=times["end"],
             stride=stride,
             max_starts=max_starts,
         )
     except NowcastError as e:
-        fail(e)
+        fail(naming(config, e))
     paths = write_reports(result, out)
     typer.echo(markdown(result))
     log.info(

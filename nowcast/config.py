@@ -2,7 +2,8 @@
 
 Each config class lives beside the code that owns it (``ModelConfig`` in ``nowcast.model``);
 this module only reads YAML safely, applies ``key=value`` overrides and turns pydantic's
-validation errors into one message that names the key and the file.
+validation errors into one message that names the key and the file. YAML is imported where it
+is read or written, so the config classes (``nowcast.model`` imports ``Section``) cost pydantic only.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nowcast.errors import ConfigError
@@ -30,6 +30,8 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
 
     Values are parsed as YAML so numbers, booleans and lists keep their types.
     """
+    import yaml
+
     nested: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -61,6 +63,8 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with the safe loader; errors name the file."""
+    import yaml
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -104,4 +108,6 @@ def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] 
 
 def dump_config(config: BaseModel) -> str:
     """The resolved config as YAML, saved beside every store, checkpoint and forecast."""
+    import yaml
+
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

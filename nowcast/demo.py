@@ -37,13 +37,21 @@ def _nowcast(step: str, args: list[str]) -> None:
     log.info("%s done in %.0f s", step, time.monotonic() - started)
 
 
-def _held_out_start(store_path: Path, fraction: float = 0.8) -> str:
-    """First init time of the period training held out for validation (its last 20%)."""
-    from nowcast.store import StoreReader
+def _held_out_start(store_path: Path) -> str:
+    """First time of the period training held out for validation: the train config's own split."""
+    import numpy as np
 
+    from nowcast.config import load_config
+    from nowcast.store import StoreReader
+    from nowcast.train.config import TrainConfig
+    from nowcast.train.data import validation_times
+
+    cfg = load_config(TrainConfig, DEMO_CONFIGS["train"], [f"data.stores=[{store_path}]"])
     reader = StoreReader(str(store_path))
-    valid_times = reader.times[reader.valid]
-    return str(valid_times[int(fraction * len(valid_times))])
+    held_out = np.flatnonzero(validation_times(reader, cfg.data))
+    if held_out.size == 0:
+        raise NowcastError(f"{DEMO_CONFIGS['train']} holds no period out for validation; the demo evaluates on it")
+    return str(reader.times[held_out[0]])
 
 
 def run_demo(out_dir: Path, data: Path | None = None, input_time_step_s: int | None = None) -> dict[str, Path]:

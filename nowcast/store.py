@@ -251,6 +251,14 @@ class StoreReader:
     def chunk_time(self) -> int:
         return self.layout.chunk_time
 
+    @property
+    def time_step_s(self) -> int:
+        return self.layout.time_step_s
+
+    @property
+    def pixel_size_m(self) -> float:
+        return self.grid.pixel_size
+
     def read(self, start: int, stop: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
         """Rain rate (stop-start, ny, nx) float32 mm/h with NaN, for time indices [start, stop).
 

@@ -6,9 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from nowcast.cli import app
 from nowcast.store import write_mock_store
 from tests.predict_helpers import write_checkpoint
 
@@ -20,17 +18,12 @@ def store(tmp_path_factory):
     )
 
 
-def invoke(*args):
-    return CliRunner(env={"COLUMNS": "250"}).invoke(app, [str(a) for a in args])
-
-
-def test_evaluate_scores_model_and_baselines(store, tmp_path):
-    ckpt = write_checkpoint(tmp_path / "m.pt")
+def test_evaluate_scores_model_and_baselines(store, tmp_path, cli, tiny_checkpoint):
     out = tmp_path / "scores"
-    done = invoke(
+    done = cli(
         "evaluate",
         "--checkpoint",
-        ckpt,
+        tiny_checkpoint,
         "--store",
         store.path,
         "--out",
@@ -54,11 +47,11 @@ def test_evaluate_scores_model_and_baselines(store, tmp_path):
     assert np.isfinite(scores["methods"]["persistence"]["CSI@1"][0])
 
 
-def test_evaluate_checks_the_checkpoint_against_the_store(store, tmp_path):
+def test_evaluate_checks_the_checkpoint_against_the_store(store, tmp_path, cli):
     ckpt = write_checkpoint(tmp_path / "m.pt", time_step_s=600)
-    done = invoke("evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", tmp_path / "s")
+    done = cli("evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", tmp_path / "s")
     assert done.exit_code == 2 and "600" in done.output and "300" in done.output
-    bad = invoke(
+    bad = cli(
         "evaluate",
         "--checkpoint",
         ckpt,
@@ -71,7 +64,7 @@ def test_evaluate_checks_the_checkpoint_against_the_store(store, tmp_path):
     )
     assert bad.exit_code != 0 and "available: extrapolation, persistence" in bad.output
     assert not (tmp_path / "s").exists()
-    stated = invoke(
+    stated = cli(
         "evaluate",
         "--checkpoint",
         ckpt,
@@ -88,3 +81,17 @@ def test_evaluate_checks_the_checkpoint_against_the_store(store, tmp_path):
     )
     assert stated.exit_code == 0, stated.output
     assert json.loads((tmp_path / "s" / "scores.json").read_text())["lead_minutes"] == [5, 10]
+
+
+def test_evaluate_takes_a_config_and_overrides_like_predict(store, tmp_path, cli, tiny_checkpoint):
+    config = tmp_path / "predict.yaml"
+    config.write_text("leads: 2\nprecision: float32\n")
+    args = ["evaluate", "--checkpoint", tiny_checkpoint, "--store", store.path, "--max-starts", "2", "--config", config]
+    done = cli(*args, "--out", tmp_path / "a", "--baseline", "none", "tile_overlap=8")
+    assert done.exit_code == 0, done.output
+    scores = json.loads((tmp_path / "a" / "scores.json").read_text())
+    assert list(scores["methods"]) == ["model"] and scores["lead_minutes"] == [5, 10]
+    done = cli(*args, "--out", tmp_path / "b", "--baseline", "persistence", "--leads", "1", "precision=bogus")
+    assert done.exit_code == 2 and "precision" in done.output and str(config) in done.output
+    done = cli(*args, "--out", tmp_path / "c", "--leads", "9")
+    assert done.exit_code == 2 and "the model forecasts 4 lead times" in done.output

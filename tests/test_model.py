@@ -81,6 +81,7 @@ def test_cell_without_input_runs_on_its_state():
     assert sum(p.numel() for p in cell.parameters()) == (4 * 9 * 4 * 4) + 16  # one conv, no unused weights
 
 
+@pytest.mark.slow  # the longest test (~20-40 s a case on a laptop CPU)
 @pytest.mark.parametrize("advection", [False, True])
 def test_tiny_model_overfits_a_short_sequence(advection):
     """A moving, growing blob on 32x32: the loss must fall by a large factor in 200 steps.
@@ -126,7 +127,7 @@ def test_config_errors_name_the_key():
 def test_model_package_imports_torch_only():
     code = (
         "import sys, nowcast.model; bad = [m for m in sys.modules if m.split('.')[0] in "
-        "('zarr', 'xarray', 'dask', 'pyspark') or m.startswith(('nowcast.store', 'nowcast.train', "
+        "('zarr', 'xarray', 'dask', 'pyspark', 'yaml') or m.startswith(('nowcast.store', 'nowcast.train', "
         "'nowcast.ingest', 'torch.distributed.run'))]; print(bad); sys.exit(bool(bad))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from typer.testing import CliRunner
 
 from nowcast.checkpoint import FORMAT
-from nowcast.cli import app
 from nowcast.errors import CheckpointError, ConfigError, MissingFramesError
 from nowcast.predict import PredictConfig, load_model, make_forecast, run_model, select_window, store_window
 from nowcast.predict.inputs import Frames, latest_complete_init
@@ -34,19 +32,10 @@ def store(tmp_path_factory):
     )
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
-
-
-def invoke(*args: str):
-    return CliRunner(env={"COLUMNS": "250"}).invoke(app, [str(a) for a in args])
-
-
-def test_predict_from_store_writes_cf_netcdf(store, ckpt, tmp_path):
+def test_predict_from_store_writes_cf_netcdf(store, tiny_checkpoint, tmp_path, cli):
     out = tmp_path / "forecast.nc"
     # float32 so the values can be compared with the model's own to 1e-5 (auto may pick bfloat16)
-    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "precision=float32")
+    done = cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "precision=float32")
     assert done.exit_code == 0, done.output
     init = store.times[23]  # the newest valid frame
     ds = xr.open_dataset(out)
@@ -62,7 +51,7 @@ def test_predict_from_store_writes_cf_netcdf(store, ckpt, tmp_path):
     assert ds["crs"].attrs["grid_mapping_name"] == "polar_stereographic"
     assert ds["crs"].attrs["proj4"] == store.grid.crs and "PROJCRS" in ds["crs"].attrs["crs_wkt"]
     assert json.loads(ds.attrs["model_config"]) == TINY.model_dump(mode="json")
-    assert ds.attrs["model_step"] == 123 and ds.attrs["model_checkpoint"] == str(ckpt)
+    assert ds.attrs["model_step"] == 123 and ds.attrs["model_checkpoint"] == str(tiny_checkpoint)
     assert (
         "leads: null" in ds.attrs["predict_config"]
         and "precision: float32" in ds.attrs["predict_config"]
@@ -84,8 +73,8 @@ def test_predict_from_store_writes_cf_netcdf(store, ckpt, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["forecast.nc"]  # no temporary left behind
 
 
-def test_time_picks_latest_valid_frame_at_or_before(store, ckpt):
-    loaded = load_model(ckpt)
+def test_time_picks_latest_valid_frame_at_or_before(store, tiny_checkpoint):
+    loaded = load_model(tiny_checkpoint)
     # time 20 is missing: asking for it (or for a moment just after it) starts from time 19
     for asked in (store.times[20], store.times[20] + np.timedelta64(90, "s")):
         window = store_window(store, 3, asked)
@@ -96,25 +85,27 @@ def test_time_picks_latest_valid_frame_at_or_before(store, ckpt):
     np.testing.assert_array_equal(forecast.valid_times, store.times[11:13])
 
 
-def test_gap_in_window_names_missing_times(store, ckpt, tmp_path):
+def test_gap_in_window_names_missing_times(store, tiny_checkpoint, tmp_path, cli):
     window = store_window(store, 3, store.times[22])  # needs 20, 21, 22: 20 is missing
     assert not window.complete and list(window.missing) == [store.times[20]]
     with pytest.raises(MissingFramesError) as e:
-        make_forecast(load_model(ckpt), window, PredictConfig())
+        make_forecast(load_model(tiny_checkpoint), window, PredictConfig())
     assert str(store.times[20]) in str(e.value) and f"--time {store.times[19]}" in str(e.value)
     out = tmp_path / "f.nc"
-    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", str(store.times[22]))
+    done = cli(
+        "predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--time", str(store.times[22])
+    )
     assert done.exit_code == 2 and str(store.times[20]) in done.output and not out.exists()
-    bad = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", "noon")
+    bad = cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--time", "noon")
     assert bad.exit_code == 2 and "is not a time" in bad.output
 
 
-def test_fallback_extrapolation_when_frames_missing(store, ckpt, tmp_path):
+def test_fallback_extrapolation_when_frames_missing(store, tiny_checkpoint, tmp_path, cli):
     out = tmp_path / "f.nc"
-    done = invoke(
+    done = cli(
         "predict",
         "--checkpoint",
-        ckpt,
+        tiny_checkpoint,
         "--input",
         store.path,
         "--out",
@@ -149,25 +140,25 @@ def test_select_window_and_latest_complete():
         ({"time_step_s": 600}, ("time_step_s", "600", "300")),
     ],
 )
-def test_checkpoint_mismatch_names_both_values(store, tmp_path, facts, expected):
+def test_checkpoint_mismatch_names_both_values(store, tmp_path, facts, expected, cli):
     ckpt = write_checkpoint(tmp_path / "other.pt", **facts)
     with pytest.raises(CheckpointError) as e:
         make_forecast(load_model(ckpt), store_window(store, 3), PredictConfig())
     assert all(part in str(e.value) for part in expected), str(e.value)
-    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc")
+    done = cli("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc")
     assert done.exit_code == 2 and expected[1] in done.output and not (tmp_path / "f.nc").exists()
 
 
-def test_a_model_runs_at_the_stated_input_step(store, tmp_path):
+def test_a_model_runs_at_the_stated_input_step(store, tmp_path, cli):
     """A 10-minute model on the 5-minute store: only when the user states the store's step, and that exactly."""
     ckpt = write_checkpoint(tmp_path / "m10.pt", time_step_s=600)
-    refused = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc")
+    refused = cli("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc")
     assert refused.exit_code == 2 and "--input-time-step 300" in refused.output
-    wrong = invoke(
+    wrong = cli(
         "predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.nc", "--input-time-step", "360"
     )
     assert wrong.exit_code == 2 and "300 s, not the 360 s" in wrong.output and not (tmp_path / "f.nc").exists()
-    done = invoke(
+    done = cli(
         "predict",
         "--checkpoint",
         ckpt,
@@ -231,11 +222,11 @@ def test_missing_default_checkpoint_says_pass_checkpoint():
             resolve_checkpoint(None)
 
 
-def test_failed_write_leaves_no_file_and_keeps_the_old_one(store, ckpt, tmp_path):
-    bad = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", tmp_path / "f.grib")
+def test_failed_write_leaves_no_file_and_keeps_the_old_one(store, tiny_checkpoint, tmp_path, cli):
+    bad = cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", tmp_path / "f.grib")
     assert bad.exit_code == 2 and ".zarr" in bad.output and list(tmp_path.iterdir()) == []
     out = tmp_path / "f.nc"
-    assert invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out).exit_code == 0
+    assert cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out).exit_code == 0
     before = out.read_bytes()
     ds = xr.open_dataset(out).load()
     ds.attrs["unwritable"] = {"a nested": "mapping"}  # netCDF4 fails on this after creating the file
@@ -246,23 +237,23 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(store, ckpt, tmp_path
         write_dataset(ds, tmp_path / "g.txt")
 
 
-def test_zarr_output_and_replacement(store, ckpt, tmp_path):
+def test_zarr_output_and_replacement(store, tiny_checkpoint, tmp_path, cli):
     out = tmp_path / "forecast.zarr"
     for leads in ("4", "2"):  # the second write replaces the first whole
-        done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--leads", leads)
+        done = cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--leads", leads)
         assert done.exit_code == 0, done.output
     ds = xr.open_zarr(out, consolidated=False)
     assert ds["rainfall_rate"].shape == (2, 64, 64) and ds["rainfall_rate"].attrs["standard_name"] == "rainfall_rate"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["forecast.zarr"]
-    too_many = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--leads", "9")
+    too_many = cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--leads", "9")
     assert too_many.exit_code == 2 and "4 lead times" in too_many.output
 
 
-def test_plot_writes_png_and_gif(store, ckpt, tmp_path):
+def test_plot_writes_png_and_gif(store, tiny_checkpoint, tmp_path, cli):
     from PIL import Image
 
     out = tmp_path / "forecast.nc"
-    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--plot")
+    done = cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--plot")
     assert done.exit_code == 0, done.output
     with Image.open(tmp_path / "forecast.png") as png:
         assert png.format == "PNG" and png.size[0] > 600
@@ -299,7 +290,7 @@ def test_predict_imports_neither_ingest_nor_train():
     assert done.stdout.strip() == "[]"
 
 
-def test_method_sprog_forecasts_without_a_checkpoint(store, tmp_path):
+def test_method_sprog_forecasts_without_a_checkpoint(store, tmp_path, cli):
     """--method sprog: nowcast's S-PROG, at the store's grid, to more leads than a model makes."""
     from nowcast.model import sprog
     from nowcast.model.config import MotionConfig, SprogConfig
@@ -308,7 +299,7 @@ def test_method_sprog_forecasts_without_a_checkpoint(store, tmp_path):
 
     out = tmp_path / "sprog.nc"
     init = str(store.times[19])  # time 20 is missing: the last complete four frames end at 19
-    done = invoke("predict", "--method", "sprog", "--input", store.path, "--out", out, "--leads", "15", "--time", init)
+    done = cli("predict", "--method", "sprog", "--input", store.path, "--out", out, "--leads", "15", "--time", init)
     assert done.exit_code == 0, done.output
     ds = xr.open_dataset(out)
     assert ds["rainfall_rate"].shape == (15, 64, 64) and "S-PROG" in ds.attrs["source"]
@@ -319,19 +310,19 @@ def test_method_sprog_forecasts_without_a_checkpoint(store, tmp_path):
     flow = estimate_motion(z, has_data, MotionConfig())
     expected = sprog.forecast(frames, flow, 15, SprogConfig())[0].numpy()
     np.testing.assert_allclose(ds["rainfall_rate"].values, expected, rtol=1e-4, atol=1e-4, equal_nan=True)
-    refused = invoke(
+    refused = cli(
         "predict", "--method", "sprog", "--checkpoint", tmp_path / "x.pt", "--input", store.path, "--out", out
     )
     assert refused.exit_code != 0 and "--method sprog uses no checkpoint" in refused.output
-    unknown = invoke("predict", "--method", "steps", "--input", store.path, "--out", out)
+    unknown = cli("predict", "--method", "steps", "--input", store.path, "--out", out)
     assert unknown.exit_code != 0 and "available: model, sprog" in unknown.output
 
 
-def test_forecast_file_keeps_cf_rules_for_coordinates(store, ckpt, tmp_path):
+def test_forecast_file_keeps_cf_rules_for_coordinates(store, ckpt, tmp_path, cli):
     """What the CF checker asks: double time coordinates, no _FillValue on coordinates, and a
     polar-stereographic grid mapping with its latitude_of_projection_origin."""
     out = tmp_path / "forecast.nc"
-    assert invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out).exit_code == 0
+    assert cli("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out).exit_code == 0
     with netCDF4.Dataset(out) as nc:
         for name in ("time", "forecast_reference_time", "lead_time", "x", "y"):
             assert nc[name].dtype == np.float64 and "_FillValue" not in nc[name].ncattrs(), name
@@ -339,11 +330,11 @@ def test_forecast_file_keeps_cf_rules_for_coordinates(store, ckpt, tmp_path):
         assert nc["crs"].latitude_of_projection_origin == 90.0
 
 
-def test_a_time_far_after_the_newest_scan_warns(store, ckpt, tmp_path):
+def test_a_time_far_after_the_newest_scan_warns(store, ckpt, tmp_path, cli):
     """A forecast asked for 2030 from 2024 data says so instead of passing old data off as new."""
     out = tmp_path / "late.nc"
-    done = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", "2030-01-01T00:00")
+    done = cli("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", "2030-01-01T00:00")
     assert done.exit_code == 0, done.output
     assert "starts from old data" in done.output and str(store.times[23]) in done.output
-    fresh = invoke("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", str(store.times[23]))
+    fresh = cli("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", str(store.times[23]))
     assert "old data" not in fresh.output

@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from typer.testing import CliRunner
 
-from nowcast.cli import app
 from nowcast.ingest.align import coarsen_mean
 from tests.cf_archive import LAEA, write_archive
 from tests.predict_helpers import write_checkpoint
 
 START = np.datetime64("2024-06-01T00:00", "s")
 STEP = np.timedelta64(300, "s")
-
-
-def invoke(*args):
-    return CliRunner(env={"COLUMNS": "250"}).invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +22,10 @@ def archive(tmp_path_factory):
     return folder, fields
 
 
-def test_predict_from_raw_files(archive, tmp_path):
+def test_predict_from_raw_files(archive, tmp_path, cli, tiny_checkpoint):
     folder, fields = archive
-    ckpt = write_checkpoint(tmp_path / "m.pt")
     out = tmp_path / "f.nc"
-    done = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", out, "--leads", "2")
+    done = cli("predict", "--checkpoint", tiny_checkpoint, "--input", folder, "--out", out, "--leads", "2")
     assert done.exit_code == 0, done.output
     ds = xr.open_dataset(out)
     assert ds["forecast_reference_time"].values.astype("datetime64[s]") == START + 4 * STEP
@@ -45,18 +38,18 @@ def test_predict_from_raw_files(archive, tmp_path):
     np.testing.assert_array_equal(np.isnan(ds["rainfall_rate"].values[0]), np.isnan(fields[4]))
 
 
-def test_raw_files_are_coarsened_to_the_checkpoint_pixel_size(archive, tmp_path):
+def test_raw_files_are_coarsened_to_the_checkpoint_pixel_size(archive, tmp_path, cli):
     folder, fields = archive
     ckpt = write_checkpoint(tmp_path / "m2km.pt", pixel_size_m=2000.0)
     out = tmp_path / "f.nc"
-    done = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", out, "--leads", "1")
+    done = cli("predict", "--checkpoint", ckpt, "--input", folder, "--out", out, "--leads", "1")
     assert done.exit_code == 0, done.output
     ds = xr.open_dataset(out)
     assert ds["rainfall_rate"].shape == (1, 16, 20)
     np.testing.assert_allclose(ds["x"].values, -50_000 + 2000 * (np.arange(20) + 0.5))
     expected_mask = np.isnan(coarsen_mean(fields[4], 2, 0.5))
     np.testing.assert_array_equal(np.isnan(ds["rainfall_rate"].values[0]), expected_mask)
-    bad = invoke(
+    bad = cli(
         "predict",
         "--checkpoint",
         write_checkpoint(tmp_path / "m1500.pt", pixel_size_m=1500.0),
@@ -68,29 +61,45 @@ def test_raw_files_are_coarsened_to_the_checkpoint_pixel_size(archive, tmp_path)
     assert bad.exit_code == 2 and "1500" in bad.output and "not a whole multiple" in bad.output
 
 
-def test_raw_gap_names_the_missing_file_time(tmp_path):
+def test_raw_gap_names_the_missing_file_time(tmp_path, cli, tiny_checkpoint):
     folder = tmp_path / "radar"
     write_archive(folder, 6, shape=(32, 40), missing=(3,))
-    ckpt = write_checkpoint(tmp_path / "m.pt")
-    done = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", tmp_path / "f.nc")
+    done = cli("predict", "--checkpoint", tiny_checkpoint, "--input", folder, "--out", tmp_path / "f.nc")
     assert done.exit_code == 2 and str(START + 3 * STEP) in done.output
-    ok = invoke(
-        "predict", "--checkpoint", ckpt, "--input", folder, "--out", tmp_path / "f.nc", "--time", str(START + 2 * STEP)
+    ok = cli(
+        "predict",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--input",
+        folder,
+        "--out",
+        tmp_path / "f.nc",
+        "--time",
+        str(START + 2 * STEP),
     )
     assert ok.exit_code == 0, ok.output
 
 
-def test_files_at_another_step_need_the_step_stated(tmp_path):
+def test_files_at_another_step_need_the_step_stated(tmp_path, cli, tiny_checkpoint):
     """6-minute files and a 5-minute model: refused with the fix named; with it, leads are 6 minutes apart."""
     folder = tmp_path / "radar6"
     write_archive(folder, 5, shape=(32, 40), step_min=6)
-    ckpt = write_checkpoint(tmp_path / "m.pt")
     out = tmp_path / "f.nc"
-    refused = invoke("predict", "--checkpoint", ckpt, "--input", folder, "--out", out)
+    refused = cli("predict", "--checkpoint", tiny_checkpoint, "--input", folder, "--out", out)
     assert refused.exit_code == 2 and "360 s apart" in refused.output and "--input-time-step 360" in refused.output
     assert not out.exists()
-    done = invoke(
-        "predict", "--checkpoint", ckpt, "--input", folder, "--out", out, "--leads", "2", "--input-time-step", "360"
+    done = cli(
+        "predict",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--input",
+        folder,
+        "--out",
+        out,
+        "--leads",
+        "2",
+        "--input-time-step",
+        "360",
     )
     assert done.exit_code == 0, done.output
     assert "trained at 300 s steps" in done.output
@@ -101,17 +110,18 @@ def test_files_at_another_step_need_the_step_stated(tmp_path):
     assert ds.attrs["time_step_s"] == 360
 
 
-def test_demo_forecasts_files_at_another_step_with_the_shipped_model(tmp_path):
+@pytest.mark.slow  # the demo runs `nowcast predict` in a child process
+def test_demo_forecasts_files_at_another_step_with_the_shipped_model(tmp_path, cli):
     """`make demo DATA=...`: the user's 6-minute files, through the real CLI; the shipped S-PROG
     model runs at the files' own step, read from their names, with or without --input-time-step."""
     folder = tmp_path / "radar6"
     write_archive(folder, 5, shape=(32, 40), step_min=6)
     out = tmp_path / "demo"
-    done = invoke("demo", "--data", folder, "--out", out)
+    done = cli("demo", "--data", folder, "--out", out)
     assert done.exit_code == 0, done.output
     ds = xr.open_dataset(out / "forecast.nc")
     assert ds.attrs["time_step_s"] == 360 and ds.sizes["time"] == 24
     np.testing.assert_array_equal(ds["lead_time"].values[:2], [6, 12])
-    stated = invoke("demo", "--data", folder, "--out", tmp_path / "stated", "--input-time-step", "360")
+    stated = cli("demo", "--data", folder, "--out", tmp_path / "stated", "--input-time-step", "360")
     assert stated.exit_code == 0, stated.output
     assert (out / "forecast.png").is_file() and (out / "forecast.gif").is_file()

@@ -10,7 +10,13 @@ import netCDF4
 import numpy as np
 import pytest
 from pyproj import CRS, Transformer
-from readers_helpers import (
+from typer.testing import CliRunner
+
+from nowcast.errors import ConfigError, ReaderError
+from nowcast.ingest.config import ReaderOptions
+from nowcast.ingest.readers import available, detect_format, get_reader, read_scan
+from nowcast.scan import Scan
+from tests.readers_helpers import (
     BOM_C10_FILE,
     BOM_CSCN_FILE,
     KNMI_FILE,
@@ -21,12 +27,6 @@ from readers_helpers import (
     write_cf,
     write_odim,
 )
-from typer.testing import CliRunner
-
-from nowcast.errors import ConfigError, ReaderError
-from nowcast.ingest.config import ReaderOptions
-from nowcast.ingest.readers import available, detect_format, get_reader, read_scan
-from nowcast.scan import Scan
 
 DEFAULT = ReaderOptions()
 

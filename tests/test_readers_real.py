@@ -7,10 +7,10 @@ import h5py
 import netCDF4
 import numpy as np
 import pytest
-from readers_helpers import BOM_C10_DIR, BOM_CSCN_DIR, KNMI_DIR, OPERA_DIR, RMI_DIR, real_files, time_in_name
 
 from nowcast.ingest.config import ReaderOptions
 from nowcast.ingest.readers import detect_format, read_scan
+from tests.readers_helpers import BOM_C10_DIR, BOM_CSCN_DIR, KNMI_DIR, OPERA_DIR, RMI_DIR, real_files, time_in_name
 
 pytestmark = pytest.mark.slow
 DEFAULT = ReaderOptions()

@@ -8,7 +8,6 @@ import io
 import numpy as np
 import pytest
 import torch
-from readers_helpers import BOM_CSCN_DIR, KNMI_DIR, RMI_DIR, real_files
 
 from nowcast.ingest.config import ReaderOptions
 from nowcast.ingest.readers import read_scan
@@ -19,6 +18,7 @@ from nowcast.model.config import SprogConfig
 from nowcast.model.extrapolate import displacements, warp
 from nowcast.model.probmatch import keep_distribution
 from nowcast.verify.baselines import import_pysteps
+from tests.readers_helpers import BOM_CSCN_DIR, KNMI_DIR, RMI_DIR, real_files
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], wet: float = 0.3) -> np.ndarray:

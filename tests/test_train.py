@@ -8,76 +8,38 @@ import pytest
 import torch
 
 from nowcast.checkpoint import load_checkpoint, model_from_checkpoint
-from nowcast.config import validate
 from nowcast.errors import CheckpointError, ConfigError
 from nowcast.model.transform import rain_to_z
-from nowcast.store import write_mock_store
-from nowcast.train.config import TrainConfig
-from nowcast.train.data import build_windows, plan_epoch, resume_position, window_starts
-from nowcast.train.loop import train
-from nowcast.train.loss import LOSSES, get_loss, hko_weights, score_counts, scores
+from nowcast.timeaxis import whole_windows
+from nowcast.train.data import build_windows, plan_epoch, resume_position
+from nowcast.train.loop import is_better, score_counts, scores, train
+from nowcast.train.loss import LOSSES, get_loss, hko_weights, make_loss
+from nowcast.verify.metrics import ScoreAccumulator
 
 
-def tiny_config(store, out_dir, **sections):
-    data = {"stores": [str(store)], "crop_size": 32, "val_fraction": 0.2, "val_stride": 2, "chunks_in_memory": 1}
-    cfg = {
-        "data": {**data, **sections.get("data", {})},
-        "model": {
-            "num_input_frames": 3,
-            "num_output_frames": 2,
-            "stem_channels": 4,
-            "hidden_channels": [4, 8],
-            "kernel_sizes": [3, 3],
-            "downsample": [2],
-            **sections.get("model", {}),
-        },
-        "optim": {
-            "lr": 3e-3,
-            "warmup_steps": 2,
-            "max_steps": 6,
-            "batch_size": 2,
-            "num_workers": 0,
-            **sections.get("optim", {}),
-        },
-        "run": {
-            "out_dir": str(out_dir),
-            "name": "t",
-            "log_every": 1,
-            "val_every": 3,
-            "ckpt_every": 3,
-            **sections.get("run", {}),
-        },
-        "loss": sections.get("loss", {}),
-    }
-    return validate(TrainConfig, cfg, "test")
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("store") / "mock.zarr"
-    write_mock_store(str(path), n_times=64, shape=(48, 48), chunk_time=8, missing=(20, 41))
-    return path
-
-
-def test_windows_never_cross_an_invalid_time_or_the_validation_border(store, tmp_path):
+def test_windows_never_cross_an_invalid_time_or_the_validation_border(train_store, tiny_config, tmp_path):
     from nowcast.store import StoreReader
 
-    reader = StoreReader(str(store))
-    cfg = tiny_config(store, tmp_path)
+    reader = StoreReader(str(train_store))
+    cfg = tiny_config(train_store, tmp_path)
     train_w, val_w = build_windows([reader], cfg)
     length = cfg.window_length
     val_start = np.flatnonzero(reader.valid)[-int(round(reader.valid.sum() * 0.2))]
     expected = [s for s in range(64 - length + 1) if reader.valid[s : s + length].all() and s + length <= val_start]
     assert train_w.start.tolist() == expected  # every valid window, and no other
     assert all(s >= val_start for s in val_w.start) and len(val_w) > 0
-    assert window_starts(np.array([True, True, False, True, True, True]), 2).tolist() == [0, 3, 4]
+    whole = whole_windows(np.array([True, True, False, True, True, True]), 2)
+    assert np.flatnonzero(whole).tolist() == [0, 3, 4] and len(whole) == 5
+    assert whole_windows(np.ones(2, bool), 3).size == 0
 
 
-def test_validation_ranges_are_whole_blocks(store, tmp_path):
+def test_validation_ranges_are_whole_blocks(train_store, tiny_config, tmp_path):
     from nowcast.store import StoreReader
 
-    reader = StoreReader(str(store))
-    cfg = tiny_config(store, tmp_path, data={"val_ranges": [["2024-06-01T01:00", "2024-06-01T02:00"]], "val_stride": 1})
+    reader = StoreReader(str(train_store))
+    cfg = tiny_config(
+        train_store, tmp_path, data={"val_ranges": [["2024-06-01T01:00", "2024-06-01T02:00"]], "val_stride": 1}
+    )
     train_w, val_w = build_windows([reader], cfg)
     lo, hi = 12, 24  # 5-minute steps from 00:00
     assert all(lo <= s and s + cfg.window_length <= hi for s in val_w.start)
@@ -97,54 +59,82 @@ def test_epoch_plan_deals_disjoint_units_and_equal_steps():
     assert resume_position([3, 1, 2], 5) == ([2, 1, 2], 0)
 
 
-def test_losses_mask_no_data_and_weight_heavy_rain(store, tmp_path):
-    cfg = tiny_config(store, tmp_path)
+def test_losses_mask_no_data_and_weight_heavy_rain(train_store, tiny_config, tmp_path):
+    cfg = tiny_config(train_store, tmp_path)
+    z_scale = cfg.model.dry_threshold_mmh, cfg.model.max_rain_mmh
     target = torch.tensor([0.0, 1.0, 3.0, 40.0, float("nan")]).view(1, 5, 1, 1, 1)
     assert hko_weights(torch.nan_to_num(target), cfg.loss).flatten().tolist() == [1, 1, 2, 30, 1]
     pred = torch.zeros_like(target)
     for name in LOSSES:
-        value = get_loss(name)(pred, target, cfg)
+        value = get_loss(name)(pred, target, cfg.loss, *z_scale)
         assert torch.isfinite(value) and value > 0
-    heavy_miss = get_loss("balanced_mse_mae")(pred, target, cfg)
+    heavy_miss = make_loss(cfg.loss, *z_scale)(pred, target)
     pred_heavy = pred.clone()
     pred_heavy[0, 3] = 2.6  # ~ 40 mm/h in z space
-    assert get_loss("balanced_mse_mae")(pred_heavy, target, cfg) < heavy_miss / 3
-    with pytest.raises(KeyError, match="available: balanced_mse_mae, mse, mae"):
+    assert make_loss(cfg.loss, *z_scale)(pred_heavy, target) < heavy_miss / 3
+    with pytest.raises(ConfigError, match="available: balanced_mse_mae, mae, mse"):
         get_loss("ssim")
-    counts = score_counts(torch.tensor([2.0, 0, 2, 0]).view(1, 4, 1, 1, 1), target[:, :4])
-    assert scores(counts)["csi_1mm"] == [0.0, 0.0, 1.0, 0.0]  # false alarm, miss, hit, miss
 
 
-def test_lead_weights_scale_each_leads_share_of_the_loss(store, tmp_path):
+def test_validation_scores_are_the_ones_evaluate_reports():
+    """Training picks best.pt by CSI@1 and reports MAE exactly as `nowcast evaluate` computes them."""
+    counts = score_counts(
+        torch.tensor([2.0, 0, 2, 0]).view(1, 4, 1, 1, 1), torch.tensor([0.0, 1, 3, 40]).view(1, 4, 1, 1, 1), 1.0
+    )
+    csi = scores(counts.numpy())["csi_1mm"]  # false alarm, no event (1 is not above 1), hit, miss
+    assert csi[0] == 0 and np.isnan(csi[1]) and csi[2:] == [1.0, 0.0]
+    rng = np.random.default_rng(0)
+    pred = rng.gamma(0.5, 2.0, (3, 4, 1, 16, 16)).astype(np.float32)  # (B, T, 1, H, W) mm/h
+    target = rng.gamma(0.5, 2.0, pred.shape).astype(np.float32)
+    target[:, :, :, :2] = np.nan
+    pred[:, 3] = 0.0  # a lead with nothing forecast
+    target[:, 3] = 0.0  # ... nor observed: CSI undefined
+    counts = score_counts(torch.from_numpy(pred), torch.from_numpy(target), 1.0)
+    accumulator = ScoreAccumulator(4, 1000.0)
+    for p, t in zip(pred[:, :, 0], target[:, :, 0]):
+        accumulator.add(p, t)
+    expected = accumulator.result()
+    got = scores(counts.numpy())
+    np.testing.assert_allclose(got["csi_1mm"], expected["CSI@1"])  # NaN where evaluate has NaN
+    np.testing.assert_allclose(got["mae_mmh"], expected["MAE"], rtol=1e-6)
+    assert is_better(0.1, float("nan")) and is_better(float("nan"), float("nan")) and not is_better(float("nan"), 0.1)
+
+
+def test_lead_weights_scale_each_leads_share_of_the_loss(train_store, tiny_config, tmp_path):
     target = torch.tensor([3.0, 3.0]).view(1, 2, 1, 1, 1)  # the tiny model's two output frames
-    model = tiny_config(store, tmp_path).model
+    model = tiny_config(train_store, tmp_path).model
     wrong_second = torch.zeros_like(target)
     wrong_second[0, 0] = rain_to_z(target[0, 0], model.dry_threshold_mmh, model.max_rain_mmh)  # right at lead 1 only
     for name in LOSSES:
         loss = get_loss(name)
-        plain = loss(wrong_second, target, tiny_config(store, tmp_path))
-        ignored = loss(wrong_second, target, tiny_config(store, tmp_path, loss={"lead_weights": [1.0, 0.0]}))
-        doubled = loss(wrong_second, target, tiny_config(store, tmp_path, loss={"lead_weights": [1.0, 2.0]}))
+        z_scale = model.dry_threshold_mmh, model.max_rain_mmh
+        plain = loss(wrong_second, target, tiny_config(train_store, tmp_path).loss, *z_scale)
+        ignored = loss(
+            wrong_second, target, tiny_config(train_store, tmp_path, loss={"lead_weights": [1.0, 0.0]}).loss, *z_scale
+        )
+        doubled = loss(
+            wrong_second, target, tiny_config(train_store, tmp_path, loss={"lead_weights": [1.0, 2.0]}).loss, *z_scale
+        )
         assert plain > 0.1 and ignored == 0
         torch.testing.assert_close(doubled - ignored, 2 * (plain - ignored))
     with pytest.raises(ConfigError, match="loss.lead_weights has 3 weights, the model 2 output frames"):
-        tiny_config(store, tmp_path, loss={"lead_weights": [1.0, 1.0, 1.0]})
+        tiny_config(train_store, tmp_path, loss={"lead_weights": [1.0, 1.0, 1.0]})
 
 
-def test_bad_config_values_stop_with_the_key_named(store, tmp_path):
+def test_bad_config_values_stop_with_the_key_named(train_store, tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="data.crop_size 30 must be divisible by model.multiple 4"):
-        tiny_config(store, tmp_path, data={"crop_size": 30})
+        tiny_config(train_store, tmp_path, data={"crop_size": 30})
     with pytest.raises(ConfigError, match="data.stores: no nowcast store"):
         train(tiny_config(tmp_path / "nope.zarr", tmp_path))
     with pytest.raises(ConfigError, match="min_rain_fraction"):
-        train(tiny_config(store, tmp_path, data={"min_rain_fraction": 1.0}))
+        train(tiny_config(train_store, tmp_path, data={"min_rain_fraction": 1.0}))
     with pytest.raises(ConfigError, match="optim.batch_size: Input should be greater"):
-        tiny_config(store, tmp_path, optim={"batch_size": 0})
+        tiny_config(train_store, tmp_path, optim={"batch_size": 0})
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_checkpoints_are_checked_and_rebuild_the_model(store, tmp_path):
-    result = train(tiny_config(store, tmp_path, optim={"max_steps": 3}))
+def test_checkpoints_are_checked_and_rebuild_the_model(train_store, tiny_config, tmp_path):
+    result = train(tiny_config(train_store, tmp_path, optim={"max_steps": 3}))
     run_dir = tmp_path / "t"
     assert {p.name for p in run_dir.iterdir()} >= {
         "last.pt",
@@ -159,7 +149,7 @@ def test_checkpoints_are_checked_and_rebuild_the_model(store, tmp_path):
     model, cfg = model_from_checkpoint(run_dir / "last.pt")
     assert model(torch.zeros(1, 3, 1, 16, 16)).shape == (1, 2, 1, 16, 16)
     with pytest.raises(ConfigError, match="already holds a run"):
-        train(tiny_config(store, tmp_path))
+        train(tiny_config(train_store, tmp_path))
 
     class Evil:
         def __reduce__(self):
@@ -181,15 +171,15 @@ def test_checkpoints_are_checked_and_rebuild_the_model(store, tmp_path):
 
 
 @pytest.mark.slow
-def test_stop_and_resume_equals_an_uninterrupted_run(store, tmp_path):
+def test_stop_and_resume_equals_an_uninterrupted_run(train_store, tiny_config, tmp_path):
     """Two loader workers, stopping mid-epoch: the resumed run must see the same batches."""
     sections = {
         "optim": {"max_steps": 12, "batch_size": 4, "num_workers": 2},
         "run": {"val_every": 4, "ckpt_every": 100},
     }
-    whole = tiny_config(store, tmp_path / "whole", **sections)
+    whole = tiny_config(train_store, tmp_path / "whole", **sections)
     train(whole)
-    parts = tiny_config(store, tmp_path / "parts", **sections)
+    parts = tiny_config(train_store, tmp_path / "parts", **sections)
     assert train(parts, stop_at=5)["step"] == 5
     assert train(parts, resume=True)["step"] == 12
     a, b = (load_checkpoint(p / "t" / "last.pt") for p in (tmp_path / "whole", tmp_path / "parts"))

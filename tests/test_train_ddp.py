@@ -5,7 +5,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +17,10 @@ from nowcast.checkpoint import load_checkpoint
 from nowcast.model import build_model
 from nowcast.store import StoreReader, write_mock_store
 from nowcast.train.data import build_windows, plan_epoch, val_streams
-from nowcast.train.loop import lr_lambda, train, train_step
+from nowcast.train.loop import train, train_step
+from nowcast.train.state import lr_lambda
 
 pytestmark = pytest.mark.slow
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import tiny_config  # noqa: E402
 
 
 class RecordingReader(StoreReader):
@@ -76,7 +74,7 @@ def _rank(rank, world, port, cfg, store, out):
     train(cfg, readers=[RecordingReader(store, out / f"reads{rank}.txt")])  # the real loop, 2 workers per rank
 
 
-def test_ddp_matches_one_process_and_ranks_read_only_their_chunks(tmp_path):
+def test_ddp_matches_one_process_and_ranks_read_only_their_chunks(tiny_config, tmp_path):
     store = tmp_path / "mock.zarr"
     write_mock_store(str(store), n_times=64, shape=(48, 48), chunk_time=8, missing=(20,))
     cfg = tiny_config(store, tmp_path, optim={"batch_size": 4, "num_workers": 2}, run={"val_every": 100})

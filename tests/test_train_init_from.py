@@ -39,6 +39,7 @@ def config(store, out_dir, name, max_steps, lr=3e-3, **run):
     )
 
 
+@pytest.mark.slow  # five short training runs
 def test_init_from_loads_the_weights_then_trains_from_step_zero(tmp_path):
     store = tmp_path / "mock.zarr"
     write_mock_store(str(store), n_times=40, shape=(32, 32), chunk_time=8, missing=())

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nowcast.errors import ConfigError
 from nowcast.verify.baselines import (
     BASELINES,
     extrapolation,
@@ -39,7 +40,7 @@ def scores(forecast, obs):
 
 
 def test_unknown_baseline_lists_names():
-    with pytest.raises(KeyError, match="available: extrapolation, persistence, sprog"):
+    with pytest.raises(ConfigError, match="available: extrapolation, persistence, sprog"):
         get_baseline("climatology")
 
 
@@ -94,10 +95,11 @@ def test_import_pysteps_is_quiet():
     assert "Pysteps" not in done.stdout and "Pysteps" not in done.stderr
 
 
-def test_verify_does_not_import_torch_train_or_ingest():
+def test_verify_does_not_import_torch_train_ingest_or_the_store():
     code = (
         "import sys, nowcast.verify, nowcast.verify.report; "
-        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('nowcast.train', 'nowcast.ingest'))]; "
+        "bad = [m for m in sys.modules if m in ('torch', 'zarr') "
+        "or m.startswith(('nowcast.train', 'nowcast.ingest', 'nowcast.store'))]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -82,8 +82,7 @@ def evaluate(checkpoint: Path, stores: list[str], out: Path, baselines: str) -> 
             str(checkpoint),
             "--out",
             str(out / Path(store).stem),
-            "--baselines",
-            baselines,
+            *[arg for name in baselines.split(",") for arg in ("--baseline", name.strip() or "none")],
             "--leads",
             str(leads_within(store)),
         )
@@ -169,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--holdout", action="append", help="network(s) to leave out (default: each in turn)")
     parser.add_argument("--stage", choices=["all", "train", "evaluate", "table"], default="all")
     parser.add_argument("--checkpoint", default="last.pt", help="which checkpoint of each fold is scored")
-    parser.add_argument("--baselines", default="persistence,extrapolation,sprog")
+    parser.add_argument("--baselines", default="persistence,extrapolation,sprog", help="comma-separated, or none")
     parser.add_argument("--networks", type=Path, default=NETWORKS_FILE)
     parser.add_argument("--also", action="append", default=[], help="a store every fold trains on (e.g. synthetic)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the train config")

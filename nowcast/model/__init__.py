@@ -29,7 +29,7 @@ MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {"convlstm": EncoderFore
 def build_model(cfg: ModelConfig) -> Model:
     """The model ``cfg.name`` describes (weights from torch's default init: seed it first)."""
     try:
-        return MODELS[cfg.name](cfg)  # type: ignore[return-value]
+        return MODELS[cfg.name](cfg)
     except KeyError:
         raise ConfigError(f"unknown model {cfg.name!r}; available: {', '.join(sorted(MODELS))}") from None
 

@@ -22,7 +22,8 @@ class MotionConfig(Section):
     min_level_px: int = Field(32, ge=2)  # no level coarser than this many pixels across (small domains, crops)
     # 2: central-difference gradients, warps padded with the edge value. 1: the first release's
     # solve (gradients over a 4-pixel span at twice their size, so each round moved half-way;
-    # zero-padded warps), kept so that checkpoints trained with it forecast as they were trained
+    # zero-padded warps), kept so that checkpoints trained with it forecast as they were trained:
+    # the shipped model (nowcast/assets/model.pt, model.motion.solver: 1) is one of them
     solver: int = Field(2, ge=1, le=2)
 
 

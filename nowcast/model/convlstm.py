@@ -289,7 +289,3 @@ class EncoderForecaster(nn.Module):
             flow = estimate_motion(z, has_data > 0, self.cfg.motion)  # (B, 2, H, W)
             last = torch.stack([z[:, -1], has_data[:, -1]], dim=1)  # (B, 2, H, W)
             return advect(last, flow, self.cfg.num_output_frames)
-
-    def forward_transformed(self, x: torch.Tensor) -> torch.Tensor:
-        """The raw output in z space: ``forward(x, transformed=True)``."""
-        return self.forward(x, transformed=True)

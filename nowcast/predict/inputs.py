@@ -21,6 +21,7 @@ import numpy as np
 from nowcast.errors import ConfigError, MissingFramesError, StoreError
 from nowcast.scan import Grid
 from nowcast.store import StoreReader
+from nowcast.timeaxis import whole_windows
 
 log = logging.getLogger(__name__)
 
@@ -197,11 +198,7 @@ def latest_complete_init(
     valid: np.ndarray, times: np.ndarray, num_input_frames: int, before: np.datetime64
 ) -> np.datetime64 | None:
     """The latest time before ``before`` that ends ``num_input_frames`` consecutive valid steps, or None."""
-    valid = np.asarray(valid, bool)
-    if len(valid) < num_input_frames:
-        return None
-    counts = np.convolve(valid.astype(np.int64), np.ones(num_input_frames, np.int64), mode="valid")
-    ends = np.flatnonzero(counts == num_input_frames) + num_input_frames - 1
+    ends = np.flatnonzero(whole_windows(valid, num_input_frames)) + num_input_frames - 1
     ends = ends[times[ends] < before]
     return None if ends.size == 0 else times[ends[-1]]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from nowcast.checkpoint import load_checkpoint, model_from_checkpoint
 from nowcast.errors import CheckpointError
-from nowcast.model import EncoderForecaster, ModelConfig, build_model
+from nowcast.model import Model, ModelConfig, build_model
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
 class LoadedModel:
     """A model ready to forecast, with what the output records about it."""
 
-    model: EncoderForecaster
+    model: Model
     cfg: ModelConfig
     path: str
     step: int

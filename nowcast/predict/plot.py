@@ -102,6 +102,7 @@ def plot_panel(forecast: Any, path: str | Path) -> Path:
         image = _draw(ax, field, extent, title, cmap, norm)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
+    assert image is not None  # a forecast has at least one panel
     fig.colorbar(
         image, ax=list(axes), label="rain rate (mm/h)", ticks=LEVELS_MMH, extend="max", shrink=0.8, format="%g"
     )
@@ -110,7 +111,7 @@ def plot_panel(forecast: Any, path: str | Path) -> Path:
     return _save(Path(path), ".png", lambda p: fig.savefig(p, format="png", dpi=90))
 
 
-def plot_animation(forecast: Any, path: str | Path, fps: float = 2.0) -> Path:
+def plot_animation(forecast: Any, path: str | Path, fps: int = 2) -> Path:
     """Animated GIF: every input frame, then every lead, titled with its valid time.
 
     Args:

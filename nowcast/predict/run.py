@@ -47,7 +47,8 @@ class Forecast:
         return self.init_time + steps.astype("timedelta64[s]")
 
 
-def _leads(loaded: LoadedModel, cfg: PredictConfig) -> int:
+def lead_count(loaded: LoadedModel, cfg: PredictConfig) -> int:
+    """The lead times to forecast: ``cfg.leads``, or all the model makes; more is a ConfigError."""
     most = loaded.cfg.num_output_frames
     if cfg.leads is not None and cfg.leads > most:
         raise ConfigError(
@@ -94,7 +95,7 @@ def make_forecast(loaded: LoadedModel, window: Window, cfg: PredictConfig) -> Fo
     check_data_facts(
         loaded, frames.grid.pixel_size, frames.time_step_s, frames.grid.crs, frames.source, cfg.input_time_step_s
     )
-    n_leads = _leads(loaded, cfg)
+    n_leads = lead_count(loaded, cfg)
     if len(frames) != loaded.cfg.num_input_frames:
         raise MissingFramesError(
             f"{frames.source}: {len(frames)} input frames, the model needs {loaded.cfg.num_input_frames}"

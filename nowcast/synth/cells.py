@@ -135,9 +135,9 @@ class ConvectiveCells:
         else:
             births, age_fraction = self._rng.poisson(expected), False
         for _ in range(births):
-            cell = self._new(latent, threshold, gain, age_fraction)
-            if cell is not None:
-                self.cells.append(cell)
+            born = self._new(latent, threshold, gain, age_fraction)
+            if born is not None:
+                self.cells.append(born)
 
     def render(self, rain: np.ndarray, latent: np.ndarray, offset: tuple[int, int]) -> None:
         """Add the cells' rain (mm/h) to ``rain``, the output window at ``offset`` of the working domain.

@@ -50,7 +50,7 @@ def nodata_mask(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
     else:
         reach = COVERAGE * side * (1.0 if n == 1 else 1.15 / np.sqrt(n))
     seen = np.zeros((ny, nx), dtype=bool)
-    blocked = [[] for _ in range(n)]
+    blocked: list[list[tuple[float, float, float]]] = [[] for _ in range(n)]
     for s in range(config.blocked_sectors):
         u = rng.random(3)
         blocked[s % n].append(

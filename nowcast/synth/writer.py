@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import netCDF4
@@ -200,7 +201,7 @@ def write_archive(
 
     crs = crs_attrs(config)
     grid = synth_grid(config, crs)
-    fields = generate_fields(config)
+    fields: Iterable[tuple[np.datetime64, np.ndarray]] = generate_fields(config)
     if progress:
         from rich.progress import track
 

@@ -1,4 +1,8 @@
-"""TrainConfig: the whole training run in one typed tree, loaded from configs/train/*.yaml."""
+"""TrainConfig: the whole training run in one typed tree, loaded from configs/train/*.yaml.
+
+Sections live beside the code that owns them where there is one: ``ModelConfig`` in
+``nowcast.model``, ``LossConfig`` in ``nowcast.train.loss``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from nowcast.config import Section
 from nowcast.model import ModelConfig
+from nowcast.train.loss import LossConfig
 
 
 class DataConfig(Section):
@@ -42,29 +47,6 @@ class OptimConfig(Section):
     grad_clip: float = Field(1.0, ge=0)  # 0 disables clipping
     batch_size: int = Field(16, ge=1)  # global: split evenly over ranks
     num_workers: int = Field(2, ge=0)  # DataLoader workers per rank
-
-
-class LossConfig(Section):
-    name: str = "balanced_mse_mae"
-    thresholds_mmh: list[float] = [0.5, 2.0, 5.0, 10.0, 30.0]  # HKO-7 (Shi et al. 2017)
-    weights: list[float] = [1.0, 1.0, 2.0, 5.0, 10.0, 30.0]  # one more than thresholds
-    # one weight per output frame, or None for all 1: the first leads' errors are the smallest, so
-    # an unweighted loss barely looks at them
-    lead_weights: list[float] | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> LossConfig:
-        from nowcast.train.loss import LOSSES
-
-        if self.name not in LOSSES:
-            raise ValueError(f"unknown loss {self.name!r}; available: {', '.join(LOSSES)}")
-        if len(self.weights) != len(self.thresholds_mmh) + 1:
-            raise ValueError("weights needs exactly one more entry than thresholds_mmh")
-        if sorted(self.thresholds_mmh) != self.thresholds_mmh:
-            raise ValueError("thresholds_mmh must increase")
-        if self.lead_weights is not None and any(w < 0 for w in self.lead_weights):
-            raise ValueError("lead_weights must not be negative")
-        return self
 
 
 class RunConfig(Section):

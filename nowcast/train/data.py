@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from nowcast.store import StoreReader
+from nowcast.timeaxis import whole_windows
 from nowcast.train.config import DataConfig, TrainConfig
 
 UNIT_SHIFT = 32  # unit id = store index << 32 | time chunk index
@@ -47,15 +48,6 @@ class Windows:
         """(N,) unit id of every window: the time chunk of its first frame."""
         chunk = self.start // np.asarray(chunk_times, dtype=np.int64)[self.store]
         return (self.store << UNIT_SHIFT) | chunk
-
-
-def window_starts(ok: np.ndarray, length: int) -> np.ndarray:
-    """Start indices s where ``ok[s:s + length]`` is all True."""
-    if len(ok) < length:
-        return np.zeros(0, np.int64)
-    bad = np.concatenate([[0], np.cumsum(~ok)])
-    starts = np.arange(len(ok) - length + 1)
-    return starts[bad[starts + length] == bad[starts]]
 
 
 def validation_times(reader: StoreReader, data: DataConfig) -> np.ndarray:
@@ -100,11 +92,12 @@ def build_windows(
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "val": []}
     for i, reader in enumerate(readers):
         val = validation_times(reader, data)
-        train = window_starts(reader.valid & ~val, length)
+        train = np.flatnonzero(whole_windows(reader.valid & ~val, length))
         if data.min_rain_fraction > 0:
+            assert wet is not None, "min_rain_fraction needs the wet fraction of every time"
             csum = np.concatenate([[0.0], np.cumsum(wet[i])])
             train = train[(csum[train + length] - csum[train]) / length >= data.min_rain_fraction]
-        val_starts = window_starts(reader.valid & val, length)[:: data.val_stride]
+        val_starts = np.flatnonzero(whole_windows(reader.valid & val, length))[:: data.val_stride]
         for name, starts in (("train", train), ("val", val_starts)):
             parts[name].append((np.full(len(starts), i, np.int64), starts.astype(np.int64)))
     join = lambda p: Windows(np.concatenate([s for s, _ in p]), np.concatenate([t for _, t in p]))  # noqa: E731
@@ -202,8 +195,8 @@ class WindowDataset(IterableDataset):
         self.first_stream = first_stream
 
     def _crop_size(self, store: int) -> tuple[int, int]:
-        if self.train or self.cfg.data.val_crop_size is not None:
-            size = self.cfg.data.crop_size if self.train else self.cfg.data.val_crop_size
+        size = self.cfg.data.crop_size if self.train else self.cfg.data.val_crop_size
+        if size is not None:
             return size, size
         m = self.cfg.model.multiple
         ny, nx = self.readers[store].grid.shape
@@ -213,13 +206,13 @@ class WindowDataset(IterableDataset):
         """Window index, group and augmentation (y0, x0, flip_y, flip_x, k) of every sample of a stream."""
         rng = np.random.default_rng([*self.key, stream])
         units, per_group = self.streams[stream], self.cfg.data.chunks_in_memory
-        order, group = [], []
+        orders, groups = [], []
         for g in range(0, len(units), per_group):
             members = np.flatnonzero(np.isin(self.units, units[g : g + per_group]))  # time order
-            order.append(rng.permutation(members) if self.train else members)
-            group.append(np.full(len(members), g))
-        order = np.concatenate(order or [np.zeros(0, np.int64)])
-        group = np.concatenate(group or [np.zeros(0, np.int64)])
+            orders.append(rng.permutation(members) if self.train else members)
+            groups.append(np.full(len(members), g))
+        order = np.concatenate(orders or [np.zeros(0, np.int64)])
+        group = np.concatenate(groups or [np.zeros(0, np.int64)])
         store = self.windows.store[order]
         shapes = np.array([r.grid.shape for r in self.readers])[store]  # (n, 2)
         crops = np.array([self._crop_size(s) for s in range(len(self.readers))])[store]  # (n, 2)
@@ -271,5 +264,7 @@ def val_streams(units: np.ndarray, rank: int, world_size: int, num_streams: int)
 def make_loader(dataset: WindowDataset, batch_size: int, num_workers: int, pin_memory: bool = False) -> DataLoader:
     """A DataLoader over ``dataset`` with one worker per stream (``num_workers`` 0 = in-process)."""
     # Workers read whole chunks ahead (4 batches each) so a slow read hides behind training steps.
-    prefetch = {"prefetch_factor": 4} if num_workers else {}
-    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, **prefetch)
+    prefetch = 4 if num_workers else None
+    return DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=prefetch
+    )

@@ -34,10 +34,6 @@ def setup(device: str = "auto") -> Dist:
     return Dist(rank, world, local_rank, dev)
 
 
-def is_main_process() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum over ranks in place (a no-op in a single process)."""
     if dist.is_initialized():

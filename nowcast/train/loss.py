@@ -1,8 +1,10 @@
-"""Training losses (a registry) and the two scores validation needs (CSI, MAE per lead time).
+"""Training losses: a registry, and the config section that picks one (``LossConfig``).
 
-Every loss has the signature ``loss(pred_z, target_mmh, cfg) -> scalar`` where ``pred_z`` is the
-model's raw output in z space (``model(x, transformed=True)``, see ``nowcast.model.transform``)
-and ``target_mmh`` the observed rain in mm/h with NaN for no data (masked out).
+Every loss has the signature ``loss(pred_z, target_mmh, cfg, dry_threshold_mmh, max_rain_mmh) -> scalar``
+where ``pred_z`` is the model's raw output in z space (``model(x, transformed=True)``, see
+``nowcast.model.transform``), ``target_mmh`` the observed rain in mm/h with NaN for no data
+(masked out), ``cfg`` the ``LossConfig`` and the last two the model's z transform
+(``model.dry_threshold_mmh``, ``model.max_rain_mmh``). ``make_loss`` binds all but the tensors.
 
 Why z space: HKO-7 (Shi et al. 2017) computes its balanced MSE + MAE on pixel values that are
 log-like (dBZ), weighted by the target's rain rate. In mm/h the squared error of a few heavy
@@ -17,30 +19,52 @@ so the mean of equal-sized per-rank losses (what DDP averages) equals the global
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
+from pydantic import model_validator
 
+from nowcast.config import Section
+from nowcast.errors import ConfigError
 from nowcast.model.transform import rain_to_z
 
-if TYPE_CHECKING:  # config validates loss names against LOSSES below, so no runtime import back
-    from nowcast.train.config import LossConfig, TrainConfig
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, "TrainConfig"], torch.Tensor]
+class LossConfig(Section):
+    name: str = "balanced_mse_mae"
+    thresholds_mmh: list[float] = [0.5, 2.0, 5.0, 10.0, 30.0]  # HKO-7 (Shi et al. 2017)
+    weights: list[float] = [1.0, 1.0, 2.0, 5.0, 10.0, 30.0]  # one more than thresholds
+    # one weight per output frame, or None for all 1: the first leads' errors are the smallest, so
+    # an unweighted loss barely looks at them
+    lead_weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> LossConfig:
+        if self.name not in LOSSES:
+            raise ValueError(f"unknown loss {self.name!r}; available: {', '.join(sorted(LOSSES))}")
+        if len(self.weights) != len(self.thresholds_mmh) + 1:
+            raise ValueError("weights needs exactly one more entry than thresholds_mmh")
+        if sorted(self.thresholds_mmh) != self.thresholds_mmh:
+            raise ValueError("thresholds_mmh must increase")
+        if self.lead_weights is not None and any(w < 0 for w in self.lead_weights):
+            raise ValueError("lead_weights must not be negative")
+        return self
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, LossConfig, float, float], torch.Tensor]
 
 
 def _target(
-    pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: TrainConfig
+    pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: LossConfig, dry_threshold_mmh: float, max_rain_mmh: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Prediction and target in z, and each pixel's weight: 0 without data, else its lead's weight
     (``loss.lead_weights``, 1 by default)."""
     mask = torch.isfinite(target_mmh)  # (B, T, 1, H, W)
     rain = torch.where(mask, target_mmh, 0.0)
-    target_z = rain_to_z(rain, cfg.model.dry_threshold_mmh, cfg.model.max_rain_mmh)
+    target_z = rain_to_z(rain, dry_threshold_mmh, max_rain_mmh)
     weight = mask.float()
-    if cfg.loss.lead_weights is not None:
-        weight = weight * torch.tensor(cfg.loss.lead_weights, device=weight.device).view(1, -1, 1, 1, 1)
+    if cfg.lead_weights is not None:
+        weight = weight * torch.tensor(cfg.lead_weights, device=weight.device).view(1, -1, 1, 1, 1)
     return pred_z.float(), target_z, weight
 
 
@@ -51,20 +75,26 @@ def hko_weights(rain_mmh: torch.Tensor, loss: LossConfig) -> torch.Tensor:
     return weights[torch.bucketize(rain_mmh, thresholds, right=True)]
 
 
-def balanced_mse_mae(pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    pred, target, weight = _target(pred_z, target_mmh, cfg)
-    w = hko_weights(torch.where(weight > 0, target_mmh, 0.0), cfg.loss) * weight
+def balanced_mse_mae(
+    pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: LossConfig, dry_threshold_mmh: float, max_rain_mmh: float
+) -> torch.Tensor:
+    pred, target, weight = _target(pred_z, target_mmh, cfg, dry_threshold_mmh, max_rain_mmh)
+    w = hko_weights(torch.where(weight > 0, target_mmh, 0.0), cfg) * weight
     err = pred - target
     return (w * (err * err + err.abs())).sum() / weight.numel()
 
 
-def mse(pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    pred, target, weight = _target(pred_z, target_mmh, cfg)
+def mse(
+    pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: LossConfig, dry_threshold_mmh: float, max_rain_mmh: float
+) -> torch.Tensor:
+    pred, target, weight = _target(pred_z, target_mmh, cfg, dry_threshold_mmh, max_rain_mmh)
     return ((pred - target) ** 2 * weight).sum() / weight.numel()
 
 
-def mae(pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    pred, target, weight = _target(pred_z, target_mmh, cfg)
+def mae(
+    pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: LossConfig, dry_threshold_mmh: float, max_rain_mmh: float
+) -> torch.Tensor:
+    pred, target, weight = _target(pred_z, target_mmh, cfg, dry_threshold_mmh, max_rain_mmh)
     return ((pred - target).abs() * weight).sum() / weight.numel()
 
 
@@ -72,34 +102,20 @@ LOSSES: dict[str, LossFn] = {"balanced_mse_mae": balanced_mse_mae, "mse": mse, "
 
 
 def get_loss(name: str) -> LossFn:
-    """The loss called ``name``; the error lists the valid names."""
+    """The loss called ``name``.
+
+    Raises:
+        ConfigError: for an unknown name; the message lists the available ones.
+    """
     try:
         return LOSSES[name]
     except KeyError:
-        raise KeyError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}") from None
+        raise ConfigError(f"unknown loss {name!r}; available: {', '.join(sorted(LOSSES))}") from None
 
 
-def score_counts(pred_mmh: torch.Tensor, target_mmh: torch.Tensor, threshold_mmh: float = 1.0) -> torch.Tensor:
-    """Sums per lead time over valid target pixels, to add up across batches and ranks.
-
-    Args:
-        pred_mmh, target_mmh: (B, T, 1, H, W); NaN in the target = no data.
-
-    Returns:
-        (5, T) float64: hits, misses, false alarms, sum |error| (mm/h), valid pixels.
-    """
-    mask = torch.isfinite(target_mmh)
-    obs = (target_mmh >= threshold_mmh) & mask
-    fc = (pred_mmh >= threshold_mmh) & mask
-    abs_err = torch.where(mask, (pred_mmh - target_mmh).abs(), 0.0)
-    per_lead = lambda t: t.double().sum(dim=(0, 2, 3, 4))  # noqa: E731  (B, T, 1, H, W) -> (T,)
-    return torch.stack(
-        [per_lead(obs & fc), per_lead(obs & ~fc), per_lead(~obs & fc), per_lead(abs_err), per_lead(mask)]
-    )
-
-
-def scores(counts: torch.Tensor) -> dict[str, list[float]]:
-    """CSI = hits / (hits + misses + false alarms) and MAE per lead time from ``score_counts`` sums."""
-    hits, misses, false_alarms, abs_err, n = counts
-    csi = hits / (hits + misses + false_alarms).clamp(min=1)  # no events at all -> 0, not NaN
-    return {"csi_1mm": csi.tolist(), "mae_mmh": (abs_err / n.clamp(min=1)).tolist()}
+def make_loss(
+    cfg: LossConfig, dry_threshold_mmh: float, max_rain_mmh: float
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss ``cfg.name`` with its settings and the model's z transform bound: ``loss(pred_z, target_mmh)``."""
+    loss: Callable[..., torch.Tensor] = get_loss(cfg.name)  # by keyword: every loss names its arguments alike
+    return functools.partial(loss, cfg=cfg, dry_threshold_mmh=dry_threshold_mmh, max_rain_mmh=max_rain_mmh)

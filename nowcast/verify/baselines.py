@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from nowcast.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 Baseline = Callable[[np.ndarray, int, float, int], np.ndarray]
@@ -184,12 +186,12 @@ def get_baseline(name: str) -> Baseline:
     """The baseline called ``name``.
 
     Raises:
-        KeyError: for an unknown name; the message lists the available ones.
+        ConfigError: for an unknown name; the message lists the available ones.
     """
     try:
         return BASELINES[name]
     except KeyError:
-        raise KeyError(f"unknown baseline {name!r}; available: {', '.join(sorted(BASELINES))}") from None
+        raise ConfigError(f"unknown baseline {name!r}; available: {', '.join(sorted(BASELINES))}") from None
 
 
 def make_forecaster(name: str, pixel_size_m: float, time_step_s: int, **options: Any) -> Forecaster:
@@ -201,4 +203,5 @@ def make_forecaster(name: str, pixel_size_m: float, time_step_s: int, **options:
         time_step_s: frame spacing in seconds.
         **options: extra keyword arguments of that baseline (e.g. ``num_motion_frames``).
     """
-    return functools.partial(get_baseline(name), pixel_size_m=pixel_size_m, time_step_s=time_step_s, **options)
+    baseline: Callable[..., np.ndarray] = get_baseline(name)  # by keyword: the contract names its arguments
+    return functools.partial(baseline, pixel_size_m=pixel_size_m, time_step_s=time_step_s, **options)

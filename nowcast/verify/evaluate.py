@@ -13,19 +13,43 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from rich.progress import track
 
 from nowcast.errors import MissingFramesError
-from nowcast.store import StoreReader
+from nowcast.timeaxis import whole_windows
 from nowcast.verify.metrics import ScoreAccumulator
 from nowcast.verify.uncertainty import compare
 
 log = logging.getLogger(__name__)
 
 Forecaster = Callable[[np.ndarray, int], np.ndarray]
+
+
+class Observations(Protocol):
+    """What ``evaluate`` reads: a regular time axis with validity flags, and frames by index.
+
+    The caller opens it (``nowcast.store.StoreReader`` is one), so this package reads no store itself.
+    """
+
+    path: str  # named in messages and the result
+    times: np.ndarray  # (T,) datetime64[s], regular
+    valid: np.ndarray  # (T,) bool
+
+    @property
+    def n_times(self) -> int: ...
+
+    @property
+    def pixel_size_m(self) -> float: ...
+
+    @property
+    def time_step_s(self) -> int: ...
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start, H, W) float32 mm/h, NaN = no data, for time indices [start, stop)."""
+        ...
 
 
 @dataclass
@@ -88,18 +112,19 @@ def select_starts(
     hi = len(valid) - n_leads - 1 if last is None else min(last, len(valid) - n_leads - 1)
     if hi < lo:
         return StartSelection(np.zeros(0, np.int64), 0)
-    # a window [s - T_in + 1, s + n_leads] is whole when its count of valid frames equals its length
-    counts = np.convolve(valid.astype(np.int64), np.ones(window, np.int64), mode="valid")  # counts[k]: [k, k+window)
     candidates = np.arange(lo, hi + 1)
-    whole = counts[candidates - num_input_frames + 1] == window
+    whole = whole_windows(valid, window)[candidates - num_input_frames + 1]  # window [s - T_in + 1, s + n_leads]
     starts = candidates[whole][::stride]
     if max_starts is not None:
         starts = starts[:max_starts]
     return StartSelection(starts.astype(np.int64), int((~whole).sum()))
 
 
-def _index_bound(store: StoreReader, time: Any, default: int) -> int:
-    return default if time is None else int(store.layout.index_of(time))
+def _index_bound(store: Observations, time: Any, default: int) -> int:
+    """Index of ``time`` on the regular axis, rounded down (may be negative or past the end)."""
+    if time is None:
+        return default
+    return int((np.datetime64(time, "s") - store.times[0]) // np.timedelta64(store.time_step_s, "s"))
 
 
 def _check_forecast(name: str, forecast: np.ndarray, expected: tuple[int, ...]) -> np.ndarray:
@@ -110,7 +135,7 @@ def _check_forecast(name: str, forecast: np.ndarray, expected: tuple[int, ...]) 
 
 
 def evaluate(
-    store: StoreReader,
+    store: Observations,
     forecasters: dict[str, Forecaster],
     num_input_frames: int,
     n_leads: int,
@@ -123,7 +148,7 @@ def evaluate(
     """Run every forecaster from every valid start and accumulate scores per lead time.
 
     Args:
-        store: the store to read inputs and observations from.
+        store: the store (or any ``Observations``) to read inputs and observations from.
         forecasters: method name -> ``f(frames (T_in, H, W), n_leads) -> (n_leads, H, W)`` mm/h.
         num_input_frames: frames given to each forecaster, ending at the start time.
         n_leads: lead times scored, one per store time step.
@@ -159,7 +184,7 @@ def evaluate(
         store.path,
         ", ".join(forecasters),
     )
-    pixel_size_m, step_s = store.grid.pixel_size, store.layout.time_step_s
+    pixel_size_m, step_s = store.pixel_size_m, store.time_step_s
     accumulators = {name: ScoreAccumulator(n_leads, pixel_size_m) for name in forecasters}
     per_start: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in forecasters}  # for the intervals
     for s in track(selection.starts, description="evaluating", total=len(selection.starts)):

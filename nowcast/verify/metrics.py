@@ -49,8 +49,17 @@ def threshold_label(threshold: float) -> str:
     return f"{threshold:g}"
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, NaN where the denominator is zero (no warning)."""
+def event(rain, threshold: float):
+    """The categorical event, ``rain > threshold`` (``det_cat_fct``), for numpy arrays and torch tensors.
+
+    Training counts its validation CSI with this too, so it picks checkpoints by the score
+    ``nowcast evaluate`` reports.
+    """
+    return rain > threshold
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is zero (no warning): every score from sums."""
     numerator = np.asarray(numerator, dtype=np.float64)
     denominator = np.asarray(denominator, dtype=np.float64)
     out = np.full(np.broadcast(numerator, denominator).shape, np.nan)
@@ -70,16 +79,16 @@ def categorical_scores(hits: np.ndarray, misses: np.ndarray, false_alarms: np.nd
         ``{"CSI": ..., "POD": ..., "FAR": ...}`` with the shape of the counts.
     """
     return {
-        "CSI": _ratio(hits, hits + misses + false_alarms),
-        "POD": _ratio(hits, hits + misses),
-        "FAR": _ratio(false_alarms, hits + false_alarms),
+        "CSI": ratio(hits, hits + misses + false_alarms),
+        "POD": ratio(hits, hits + misses),
+        "FAR": ratio(false_alarms, hits + false_alarms),
     }
 
 
 def fss_from_sums(sum_fct_sq: np.ndarray, sum_fct_obs: np.ndarray, sum_obs_sq: np.ndarray) -> np.ndarray:
     """FSS = 1 - sum (Pf - Po)^2 / (sum Pf^2 + sum Po^2), from accumulated sums; NaN if both empty."""
     numerator = sum_fct_sq - 2.0 * sum_fct_obs + sum_obs_sq
-    return 1.0 - _ratio(numerator, sum_fct_sq + sum_obs_sq)
+    return 1.0 - ratio(numerator, sum_fct_sq + sum_obs_sq)
 
 
 def fractions(events: np.ndarray, window: int) -> np.ndarray:
@@ -165,7 +174,7 @@ class ScoreAccumulator:
         s["n_forecasts"][:lead] += 1
         s["n_pixels"][:lead] += valid.sum(axis=axes)
         for k, thr in enumerate(self.thresholds):
-            f_event, o_event = fct > thr, ob > thr
+            f_event, o_event = event(fct, thr), event(ob, thr)
             s["hits"][k, :lead] += (f_event & o_event).sum(axis=axes)
             s["misses"][k, :lead] += (~f_event & o_event).sum(axis=axes)
             s["false_alarms"][k, :lead] += (f_event & ~o_event).sum(axis=axes)
@@ -174,8 +183,8 @@ class ScoreAccumulator:
         s["sum_error"][:lead] += error.sum(axis=axes)
         s["sum_forecast"][:lead] += np.where(valid, forecast, 0.0).sum(axis=axes)
         s["sum_obs"][:lead] += np.where(valid, obs, 0.0).sum(axis=axes)
-        s["n_forecast_heavy"][:lead] += (fct > self.heavy_rain).sum(axis=axes)
-        s["n_obs_heavy"][:lead] += (ob > self.heavy_rain).sum(axis=axes)
+        s["n_forecast_heavy"][:lead] += event(fct, self.heavy_rain).sum(axis=axes)
+        s["n_obs_heavy"][:lead] += event(ob, self.heavy_rain).sum(axis=axes)
         p_f = fractions(fct >= self.fss_threshold, self.fss_window)
         p_o = fractions(ob >= self.fss_threshold, self.fss_window)
         s["fss_sum_fct_sq"][:lead] += (p_f**2).sum(axis=axes)
@@ -222,11 +231,11 @@ class ScoreAccumulator:
             sums["fss_sum_fct_sq"], sums["fss_sum_fct_obs"], sums["fss_sum_obs_sq"]
         )
         n = sums["n_pixels"]
-        out["MAE"] = _ratio(sums["sum_abs_error"], n)
-        out["bias"] = _ratio(sums["sum_error"], n)
-        out["mean_forecast"] = _ratio(sums["sum_forecast"], n)
-        out["mean_obs"] = _ratio(sums["sum_obs"], n)
+        out["MAE"] = ratio(sums["sum_abs_error"], n)
+        out["bias"] = ratio(sums["sum_error"], n)
+        out["mean_forecast"] = ratio(sums["sum_forecast"], n)
+        out["mean_obs"] = ratio(sums["sum_obs"], n)
         heavy = threshold_label(self.heavy_rain)
-        out[f"frac_forecast_gt{heavy}"] = _ratio(sums["n_forecast_heavy"], n)
-        out[f"frac_obs_gt{heavy}"] = _ratio(sums["n_obs_heavy"], n)
+        out[f"frac_forecast_gt{heavy}"] = ratio(sums["n_forecast_heavy"], n)
+        out[f"frac_obs_gt{heavy}"] = ratio(sums["n_obs_heavy"], n)
         return out
