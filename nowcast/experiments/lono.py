@@ -22,6 +22,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -100,7 +101,7 @@ def _with_frequency_bias(scores: dict) -> dict:
     return out
 
 
-def _at_minutes(scores: dict, lead_minutes: list[float], minutes: int) -> float | None:
+def _at_minutes(scores: list, lead_minutes: list[float], minutes: int) -> Any:
     """The score at the lead nearest ``minutes`` (None past the last lead or half a step or more off)."""
     if not lead_minutes:
         return None
