@@ -318,11 +318,11 @@ def test_method_sprog_forecasts_without_a_checkpoint(store, tmp_path, cli):
     assert unknown.exit_code != 0 and "available: model, sprog" in unknown.output
 
 
-def test_forecast_file_keeps_cf_rules_for_coordinates(store, ckpt, tmp_path, cli):
+def test_forecast_file_keeps_cf_rules_for_coordinates(store, tiny_checkpoint, tmp_path, cli):
     """What the CF checker asks: double time coordinates, no _FillValue on coordinates, and a
     polar-stereographic grid mapping with its latitude_of_projection_origin."""
     out = tmp_path / "forecast.nc"
-    assert cli("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out).exit_code == 0
+    assert cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out).exit_code == 0
     with netCDF4.Dataset(out) as nc:
         for name in ("time", "forecast_reference_time", "lead_time", "x", "y"):
             assert nc[name].dtype == np.float64 and "_FillValue" not in nc[name].ncattrs(), name
@@ -330,11 +330,11 @@ def test_forecast_file_keeps_cf_rules_for_coordinates(store, ckpt, tmp_path, cli
         assert nc["crs"].latitude_of_projection_origin == 90.0
 
 
-def test_a_time_far_after_the_newest_scan_warns(store, ckpt, tmp_path, cli):
+def test_a_time_far_after_the_newest_scan_warns(store, tiny_checkpoint, tmp_path, cli):
     """A forecast asked for 2030 from 2024 data says so instead of passing old data off as new."""
     out = tmp_path / "late.nc"
-    done = cli("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", "2030-01-01T00:00")
+    done = cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--time", "2030-01-01T00:00")
     assert done.exit_code == 0, done.output
     assert "starts from old data" in done.output and str(store.times[23]) in done.output
-    fresh = cli("predict", "--checkpoint", ckpt, "--input", store.path, "--out", out, "--time", str(store.times[23]))
+    fresh = cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--time", str(store.times[23]))
     assert "old data" not in fresh.output
