@@ -102,8 +102,9 @@ def _append(folder: Path, result: dict[str, Any]) -> None:
 
 
 def _settings(cfg: TuneConfig, base: dict[str, Any]) -> str:
-    """What makes two runs the same search (not where or how parallel they run)."""
-    search = cfg.search.model_dump(mode="json", exclude={"parallel_trials"})
+    """What makes two runs the same search: not where or how parallel they run, nor how many
+    trials (trial n's parameters do not depend on n_trials, so a larger n_trials extends a search)."""
+    search = cfg.search.model_dump(mode="json", exclude={"parallel_trials", "n_trials"})
     return json.dumps({"base": base, "budget_steps": cfg.budget_steps, "metric": cfg.metric, "search": search})
 
 
@@ -124,6 +125,7 @@ def _check_same_search(folder: Path, cfg: TuneConfig, base: dict[str, Any]) -> N
 def _engine(cfg: TuneConfig):
     """Ingest's engine; Dask workers made non-daemonic so a trial's DataLoader may start workers."""
     import dask
+    import distributed  # noqa: F401 - loads its config defaults first: leaving the set() below must not drop them
 
     from nowcast.ingest.engines import open_engine
 
