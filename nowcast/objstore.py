@@ -63,7 +63,7 @@ def download_folder(url: str, local: str | Path) -> list[Path]:
     fs, path = filesystem(url)
     local = Path(local)
     local.mkdir(parents=True, exist_ok=True)
-    copied = []
+    copied: list[Path] = []
     if not fs.exists(path):
         return copied
     for info in fs.ls(path, detail=True):

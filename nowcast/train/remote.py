@@ -41,7 +41,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, stop_at: int | None = N
     with tempfile.TemporaryDirectory(prefix="nowcast-run-") as staging:
         staging_path = Path(staging)
         run_update: dict[str, Any] = {}
-        if objstore.is_url(cfg.run.init_from):
+        if cfg.run.init_from is not None and objstore.is_url(cfg.run.init_from):
             run_update["init_from"] = str(objstore.download(cfg.run.init_from, staging_path / "init_from.pt"))
         if not objstore.is_url(cfg.run.out_dir):
             local = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_update)})

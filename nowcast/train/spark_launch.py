@@ -107,6 +107,8 @@ def train_on_spark(
             result = distributor.run(spark_rank, cfg.model_dump(mode="json"), resume, stop_at, threads)
         except Exception as e:  # noqa: BLE001 - Spark wraps the rank's error in its own; unwrap it
             raise rank_error(e) from None
+    if not isinstance(result, dict):
+        raise NowcastError(f"training on Spark returned {type(result).__name__}, not rank 0's result")
     return result
 
 

@@ -25,7 +25,11 @@ from nowcast.config import Section
 from nowcast.ingest.config import EngineConfig
 
 # metric -> direction: CSI is better higher, losses and errors lower
-METRICS = {"csi_1mm_mean": "maximize", "val_loss": "minimize", "mae_mmh_mean": "minimize"}
+METRICS: dict[str, Literal["minimize", "maximize"]] = {
+    "csi_1mm_mean": "maximize",
+    "val_loss": "minimize",
+    "mae_mmh_mean": "minimize",
+}
 
 
 class Param(Section):
@@ -59,16 +63,23 @@ class Param(Section):
     def is_int(self) -> bool:
         return self.choices is None and all(isinstance(v, int) for v in (self.low, self.high))
 
+    @property
+    def bounds(self) -> tuple[Any, Any]:
+        """(low, high) of a range (ints for an int range)."""
+        assert self.low is not None and self.high is not None, "bounds of a choices parameter"
+        return self.low, self.high
+
     def grid_values(self) -> list[Any] | None:
         """Every value for a grid search, or None for a float range without a step."""
         if self.choices is not None:
             return list(self.choices)
+        low, high = self.bounds
         if self.is_int:
-            return list(range(self.low, self.high + 1, self.step or 1))
+            return list(range(low, high + 1, int(self.step or 1)))
         if self.step is None:
             return None
-        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
-        return [round(self.low + i * self.step, 12) for i in range(n + 1)]
+        n = int(math.floor((high - low) / self.step + 1e-9))
+        return [round(low + i * self.step, 12) for i in range(n + 1)]
 
     def edge_values(self) -> list[Any]:
         """The values a config check tries: every choice, or both ends of the range."""
@@ -107,5 +118,5 @@ class TuneConfig(Section):
     threads_per_trial: int | None = Field(None, ge=1)  # default: this machine's cores / engine.n_workers
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["minimize", "maximize"]:
         return METRICS[self.metric]

@@ -161,7 +161,7 @@ def run_tune(cfg: TuneConfig, source: str = "tune config", retry_failed: bool = 
         jobs = [TrialJob(n, params) for n, params in enumerate(plan) if n not in done]
     else:
         jobs = [TrialJob(n, r["params"]) for n, r in sorted(results.items()) if n not in done]
-    n_target = len(planned(cfg.search)) if cfg.search.sampler != "tpe" else cfg.search.n_trials
+    n_target = len(planned(cfg.search)) if cfg.search.sampler != "tpe" else (cfg.search.n_trials or 0)
     log.info(
         "tune %s: %d trials finished earlier, %d to run (%s search, %d steps each, %d thread(s) per trial)",
         folder,
@@ -188,9 +188,10 @@ def run_tune(cfg: TuneConfig, source: str = "tune config", retry_failed: bool = 
 def _run_tpe(engine, runner: TrialRunner, cfg: TuneConfig, folder: Path, results: dict[int, dict]) -> int:
     """Ask TPE for batches of trials until n_trials have finished."""
     batch = cfg.search.parallel_trials or cfg.engine.n_workers
+    target = cfg.search.n_trials or 0  # required for tpe by SearchConfig
     ran = 0
-    while len(results) < (cfg.search.n_trials or 0):
-        n = min(batch, cfg.search.n_trials - len(results))
+    while len(results) < target:
+        n = min(batch, target - len(results))
         history = [results[k] for k in sorted(results)]
         first = max(results, default=-1) + 1
         jobs = [TrialJob(first + i, p) for i, p in enumerate(tpe_batch(cfg.search, cfg.direction, history, n))]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,7 +24,7 @@ SAMPLERS = ("grid", "random", "tpe")
 def grid(search: SearchConfig) -> list[dict[str, Any]]:
     """Every combination, the first key varying slowest; the first ``n_trials`` when it is set."""
     keys = list(search.space)
-    combos = itertools.product(*(search.space[key].grid_values() for key in keys))
+    combos = itertools.product(*(search.space[key].grid_values() or [] for key in keys))
     trials = [dict(zip(keys, values)) for values in combos]
     return trials[: search.n_trials] if search.n_trials else trials
 
@@ -33,17 +33,18 @@ def sample(param: Param, rng: np.random.Generator) -> Any:
     """One value of ``param``, uniform over its choices or range (in log space with ``log``)."""
     if param.choices is not None:
         return param.choices[int(rng.integers(len(param.choices)))]
+    low, high = param.bounds
     if param.is_int:
         if param.log:
-            value = math.exp(rng.uniform(math.log(param.low), math.log(param.high + 1)))
-            return int(min(param.high, max(param.low, math.floor(value))))
-        step = param.step or 1
-        return int(param.low + step * rng.integers((param.high - param.low) // step + 1))
+            value = math.exp(rng.uniform(math.log(low), math.log(high + 1)))
+            return int(min(high, max(low, math.floor(value))))
+        step = int(param.step or 1)
+        return int(low + step * rng.integers((high - low) // step + 1))
     if param.log:
-        return float(math.exp(rng.uniform(math.log(param.low), math.log(param.high))))
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
     if param.step:
-        return float(round(param.low + param.step * rng.integers(int((param.high - param.low) / param.step) + 1), 12))
-    return float(rng.uniform(param.low, param.high))
+        return float(round(low + param.step * rng.integers(int((high - low) / param.step) + 1), 12))
+    return float(rng.uniform(low, high))
 
 
 def random_trial(search: SearchConfig, number: int) -> dict[str, Any]:
@@ -70,13 +71,15 @@ def _distributions(search: SearchConfig) -> dict[str, Any]:
         if p.choices is not None:
             out[key] = CategoricalDistribution([json.dumps(c) for c in p.choices])
         elif p.is_int:
-            out[key] = IntDistribution(p.low, p.high, log=p.log, step=p.step or 1)
+            out[key] = IntDistribution(*p.bounds, log=p.log, step=int(p.step or 1))
         else:
-            out[key] = FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+            out[key] = FloatDistribution(*p.bounds, log=p.log, step=p.step)
     return out
 
 
-def tpe_batch(search: SearchConfig, direction: str, finished: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+def tpe_batch(
+    search: SearchConfig, direction: Literal["minimize", "maximize"], finished: list[dict[str, Any]], n: int
+) -> list[dict[str, Any]]:
     """Ask TPE for ``n`` trials, given the finished results (dicts with params, state, score)."""
     import optuna
     from optuna.trial import TrialState, create_trial
