@@ -272,6 +272,10 @@ def train(
     nnodes: str | None = typer.Option(None, "--nnodes", help="torchrun --nnodes, for several machines"),
     node_rank: int | None = typer.Option(None, "--node-rank", help="torchrun --node-rank"),
     rdzv_endpoint: str | None = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT all nodes meet at"),
+    engine: str = typer.Option("torchrun", "--engine", help="torchrun, or spark: one rank per Spark task"),
+    master: str | None = typer.Option(None, "--master", help="--engine spark: master URL (default local[N])"),
+    num_processes: int | None = typer.Option(None, "--num-processes", min=1, help="--engine spark: DDP ranks"),
+    spark_conf: list[str] = typer.Option(None, "--spark-conf", help="--engine spark: spark.key=value (repeatable)"),
 ) -> None:
     """Train the ConvLSTM nowcaster (torch DDP over --nproc processes; gloo on CPU, nccl on GPUs)."""
     from nowcast.config import load_config
@@ -282,12 +286,15 @@ def train(
         cfg = load_config(TrainConfig, config, extra)  # a bad config stops here, before any launch
     except NowcastError as e:
         fail(e)
+    if engine != "torchrun":
+        _train_on_engine(config, cfg, engine, master, num_processes or nproc, spark_conf, resume, stop_at)
+        return
     if nproc > 1 or nnodes or rdzv_endpoint:
         from nowcast.train.launch import launch, torchrun_argv
 
         argv = torchrun_argv(str(config), nproc, extra, resume, stop_at, nnodes, node_rank, rdzv_endpoint)
         raise typer.Exit(launch(argv, nproc))
-    from nowcast.train.loop import train as run_training
+    from nowcast.train.remote import run_training  # loop.train, with run.out_dir allowed to be s3://...
 
     try:
         result = run_training(cfg, resume=resume, stop_at=stop_at)
@@ -296,12 +303,63 @@ def train(
     log.info("stopped at step %d; checkpoints and metrics.csv in %s", result["step"], result["run_dir"])
 
 
+def _train_on_engine(config, cfg, engine, master, num_processes, spark_conf, resume, stop_at) -> None:
+    """``nowcast train --engine spark``: the ranks as Spark tasks (TorchDistributor)."""
+    if engine != "spark":
+        raise typer.BadParameter(f"unknown engine {engine!r}; available: torchrun, spark", param_hint="--engine")
+    conf = {}
+    for item in spark_conf or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("spark."):
+            raise typer.BadParameter(f"{item!r} is not of the form spark.key=value", param_hint="--spark-conf")
+        conf[key] = value
+    from nowcast.train.spark_launch import train_on_spark
+
+    try:
+        result = train_on_spark(cfg, num_processes, master, resume=resume, stop_at=stop_at, spark_conf=conf)
+    except NowcastError as e:
+        fail(naming(config, e))
+    log.info("stopped at step %d; checkpoints and metrics.csv in %s", result["step"], result["run_dir"])
+
+
+@app.command()
+def tune(
+    config: Path = typer.Option(..., "--config", "-c", help="tune YAML, e.g. configs/tune/debug.yaml"),
+    engine: str | None = typer.Option(None, "--engine", help="dask (default: a local cluster) or spark"),
+    master: str | None = typer.Option(None, "--master", help="Spark master URL (yarn, k8s://..., spark://host:port)"),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://host:8786)"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="run failed trials again"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. search.n_trials=16"),
+) -> None:
+    """Hyperparameter search: trials in parallel on Dask or Spark workers, resumable; results sorted by score."""
+    from nowcast.config import load_config
+    from nowcast.tune import TuneConfig, run_tune
+
+    extra = list(overrides or [])
+    extra += [f"engine.name={engine}"] if engine else []
+    extra += [f"engine.spark.master={master}", "engine.name=spark"] if master else []
+    extra += [f"engine.address={scheduler}", "engine.name=dask"] if scheduler else []
+    try:
+        cfg = load_config(TuneConfig, config, extra)
+        summary = run_tune(cfg, str(config), retry_failed=retry_failed)
+    except NowcastError as e:
+        fail(naming(config, e))
+    log.info(
+        "%d trials (%d complete, %d failed; %d run now); reports: %s",
+        len(summary.results),
+        summary.n_complete,
+        summary.n_failed,
+        summary.ran,
+        ", ".join(str(p) for p in summary.paths.values()),
+    )
+
+
 @app.command()
 def predict(
     ctx: typer.Context,
-    input_path: Path = typer.Option(..., "--input", help="a Zarr store, or a folder of raw radar files"),
-    out: Path = typer.Option(..., help="forecast file: .nc (CF NetCDF) or .zarr"),
-    checkpoint: Path | None = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
+    input_path: str = typer.Option(..., "--input", help="a Zarr store (path or URL), or a folder of raw radar files"),
+    out: str = typer.Option(..., help="forecast file: .nc (CF NetCDF) or .zarr; a path or a URL (s3://...)"),
+    checkpoint: str | None = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
     method: str = typer.Option("model", help=METHOD_HELP),
     time: str | None = typer.Option(
         None, help="forecast from the latest valid frame at or before this time (ISO 8601; default: the newest)"
@@ -316,9 +374,11 @@ def predict(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
 ) -> None:
     """Forecast the next lead times from the latest input frames; write CF NetCDF/Zarr (and pictures)."""
-    from nowcast.predict import load_method, predict_to_file, store_window
+    from nowcast.predict import load_method, store_window
     from nowcast.predict.inputs import staleness_note
+    from nowcast.predict.remote import load_model_from, predict_to
     from nowcast.predict.writer import check_out_path
+    from nowcast.store import is_store
 
     try:
         cfg = _predict_config(
@@ -332,19 +392,20 @@ def predict(
         )
         check_out_path(out)
         until = _time_option(time, "--time")
-        loaded = load_method(method, checkpoint, cfg.leads)
-        if (input_path / "zarr.json").is_file():
+        # a checkpoint path, a URL, or None for the shipped model; or a method without one
+        loaded = load_model_from(checkpoint) if method == "model" else load_method(method, checkpoint, cfg.leads)
+        if is_store(input_path):
             from nowcast.store import StoreReader
 
-            window = store_window(StoreReader(str(input_path)), loaded.cfg.num_input_frames, until)
-        elif input_path.is_dir():
-            window = _raw_window(input_path, loaded, cfg, until, reader_format)
+            window = store_window(StoreReader(input_path), loaded.cfg.num_input_frames, until)
+        elif Path(input_path).is_dir():
+            window = _raw_window(Path(input_path), loaded, cfg, until, reader_format)
         else:
             raise NowcastError(f"--input {input_path}: neither a nowcast store nor a folder of radar files")
         stale = staleness_note(window, until)
         if stale:
             log.warning("%s", stale)
-        result = predict_to_file(loaded, window, cfg, out, history=_command_line(ctx))
+        result = predict_to(loaded, window, cfg, out, history=_command_line(ctx))
     except NowcastError as e:
         fail(e)
     for kind, path in result["paths"].items():

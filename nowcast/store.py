@@ -153,6 +153,17 @@ def open_group(path: str, mode: str = "r") -> zarr.Group:
     return root
 
 
+def is_store(path: str) -> bool:
+    """True when ``path`` (a local path or an fsspec URL such as ``s3://bucket/x.zarr``) holds a Zarr group."""
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(str(path))
+        return fs.isfile(f"{root.rstrip('/')}/zarr.json")
+    except (ImportError, OSError, ValueError):
+        return False
+
+
 def read_layout(root: zarr.Group) -> StoreLayout:
     attrs = root.attrs
     grid = Grid(x=root["x"][:], y=root["y"][:], crs=str(attrs["crs"]))

@@ -206,3 +206,44 @@ def dask_cluster(work_dir: Path, n_workers: int = 2) -> Iterator[str]:
         with Client(address, timeout="30s") as client:
             wait_until(lambda: len(client.nthreads()) >= n_workers, f"{n_workers} Dask workers registered", procs, logs)
         yield address
+
+
+@contextmanager
+def moto_s3(work_dir: Path, buckets: tuple[str, ...] = ("nowcast",)) -> Iterator[str]:
+    """A local S3 server (moto's server mode) on loopback with ``buckets`` made; yields its URL.
+
+    The standard AWS variables point every client started meanwhile (this process, and cluster
+    workers started inside the block) at it, with throw-away credentials; they are restored after.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    endpoint = f"http://{LOOPBACK}:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "nowcast-test-key",
+        "AWS_SECRET_ACCESS_KEY": "nowcast-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    log = work_dir / "moto.log"
+    cmd = [sys.executable, "-m", "moto.server", "--host", LOOPBACK, "--port", str(port)]
+    with process(cmd, log) as proc:
+        wait_until(lambda: port_open(port), f"the S3 server on port {port}", [proc], [log])
+        os.environ.update(env)
+        try:
+            import s3fs
+
+            s3fs.S3FileSystem.clear_instance_cache()  # no client made for an earlier endpoint
+            fs = s3fs.S3FileSystem()
+            for bucket in buckets:
+                fs.mkdir(bucket)
+            yield endpoint
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            import s3fs
+
+            s3fs.S3FileSystem.clear_instance_cache()

@@ -333,8 +333,12 @@ def test_forecast_file_keeps_cf_rules_for_coordinates(store, tiny_checkpoint, tm
 def test_a_time_far_after_the_newest_scan_warns(store, tiny_checkpoint, tmp_path, cli):
     """A forecast asked for 2030 from 2024 data says so instead of passing old data off as new."""
     out = tmp_path / "late.nc"
-    done = cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--time", "2030-01-01T00:00")
+    done = cli(
+        "predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--time", "2030-01-01T00:00"
+    )
     assert done.exit_code == 0, done.output
     assert "starts from old data" in done.output and str(store.times[23]) in done.output
-    fresh = cli("predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--time", str(store.times[23]))
+    fresh = cli(
+        "predict", "--checkpoint", tiny_checkpoint, "--input", store.path, "--out", out, "--time", str(store.times[23])
+    )
     assert "old data" not in fresh.output

@@ -20,10 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     from nowcast.train.config import TrainConfig
-    from nowcast.train.loop import train
+    from nowcast.train.remote import run_training  # loop.train, with run.out_dir allowed to be s3://...
 
     try:
-        train(load_config(TrainConfig, args.config, args.overrides), resume=args.resume, stop_at=args.stop_at)
+        run_training(load_config(TrainConfig, args.config, args.overrides), resume=args.resume, stop_at=args.stop_at)
     except NowcastError as e:
         import logging
 
