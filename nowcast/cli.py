@@ -14,6 +14,10 @@ from nowcast.errors import NowcastError
 from nowcast.logs import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Radar precipitation nowcasting.")
+MEMBERS_HELP = (
+    "an ensemble of N members (STEPS-like perturbations around the model's cascade forecast): members, "
+    "exceedance probabilities and mean"
+)
 INPUT_TIME_STEP_HELP = (
     "the input's time step in seconds, to run a model trained at another step on it (one lead per input step)"
 )
@@ -372,6 +376,11 @@ def predict(
     input_time_step: int | None = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
     config: Path | None = typer.Option(None, "--config", "-c", help="predict YAML (PredictConfig keys)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
+    members: int | None = typer.Option(None, "--members", min=2, help=MEMBERS_HELP),
+    seed: int = typer.Option(0, "--seed", help="with --members: the same seed gives the same members"),
+    probabilities: str = typer.Option(
+        "0.5,1,5,10", "--probabilities", help="with --members: thresholds (mm/h) of the exceedance probabilities"
+    ),
 ) -> None:
     """Forecast the next lead times from the latest input frames; write CF NetCDF/Zarr (and pictures)."""
     from nowcast.predict import load_method, store_window
@@ -405,7 +414,13 @@ def predict(
         stale = staleness_note(window, until)
         if stale:
             log.warning("%s", stale)
-        result = predict_to(loaded, window, cfg, out, history=_command_line(ctx))
+        if members:
+            from nowcast.predict.ensemble import ensemble_to_file, parse_thresholds
+
+            thresholds = parse_thresholds(probabilities)
+            result = ensemble_to_file(loaded, window, cfg, out, members, seed, thresholds, _command_line(ctx))
+        else:
+            result = predict_to(loaded, window, cfg, out, history=_command_line(ctx))
     except NowcastError as e:
         fail(e)
     for kind, path in result["paths"].items():
@@ -472,6 +487,10 @@ def evaluate(
         None, help="auto (default: bfloat16 where the CPU has it natively), float32 or bfloat16"
     ),
     input_time_step: int | None = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
+    members: int | None = typer.Option(
+        None, "--members", min=2, help="also score the model's ensemble and pySTEPS STEPS, N members each"
+    ),
+    seed: int = typer.Option(0, "--seed", help="with --members: the ensembles' seed"),
     config: Path | None = typer.Option(None, "--config", "-c", help="predict YAML (PredictConfig keys)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
 ) -> None:
@@ -531,6 +550,30 @@ def evaluate(
         result.n_skipped_gap,
         ", ".join(str(p) for p in paths.values()),
     )
+    if members:
+        window = {"start": times["start"], "end": times["end"], "stride": stride, "max_starts": max_starts}
+        try:
+            _evaluate_members(loaded, reader, members, seed, lead_count(loaded, cfg), window, out)
+        except NowcastError as e:
+            fail(e)
+
+
+def _evaluate_members(loaded, reader, n_members: int, seed: int, n_leads: int, window: dict, out: Path) -> None:
+    """``evaluate --members``: the model's ensemble and pySTEPS STEPS on the same starts -> ensemble.*."""
+    from nowcast.predict.ensemble import ensemble_forecaster
+    from nowcast.verify.ensemble_baselines import make_ensemble_forecaster
+    from nowcast.verify.ensemble_evaluate import evaluate_ensembles
+    from nowcast.verify.ensemble_report import markdown, write_ensemble_reports
+
+    grid = {"time_step_s": reader.layout.time_step_s, "pixel_size_m": reader.grid.pixel_size}
+    forecasters = {
+        "model ensemble": ensemble_forecaster(loaded.model, n_members, seed, **grid),
+        "steps": make_ensemble_forecaster("steps", n_members, reader.grid.pixel_size, reader.layout.time_step_s, seed),
+    }
+    result = evaluate_ensembles(reader, forecasters, n_members, loaded.cfg.num_input_frames, n_leads, **window)
+    paths = write_ensemble_reports(result, out)
+    typer.echo(markdown(result))
+    log.info("ensemble reports: %s", ", ".join(str(p) for p in paths.values()))
 
 
 @app.command()

@@ -94,6 +94,31 @@ class SprogCorrector(nn.Module):
             (B, n_leads, 1, H, W) mm/h (float32), or z when ``transformed``.
         """
         cfg = self.cfg
+        state, _, field = self.lagrangian(x, time_step_s, pixel_size_m, n_leads)
+        with torch.autocast(x.device.type, enabled=False):
+            out = sprog.finish(field, state, cfg.sprog, differentiable=transformed)  # mm/h, NaN
+        if transformed:
+            rain_out = torch.where(torch.isfinite(out), out, 0.0)
+            return rain_to_z(rain_out, cfg.dry_threshold_mmh, cfg.max_rain_mmh)[:, :, None]
+        return out[:, :, None]
+
+    def lagrangian(
+        self,
+        x: torch.Tensor,
+        time_step_s: float | torch.Tensor = 300.0,
+        pixel_size_m: float | torch.Tensor = 1000.0,
+        n_leads: int | None = None,
+    ) -> tuple[sprog.SprogState, torch.Tensor, torch.Tensor]:
+        """The corrected forecast before S-PROG's last steps (what ensemble members spread around).
+
+        Args:
+            x, time_step_s, pixel_size_m, n_leads: as ``forward``.
+
+        Returns:
+            The S-PROG state, the motion (B, 2, H, W) in pixels per step, and the corrected
+            Lagrangian forecast (B, n, H, W) in dBR, before the distribution match and the warp.
+        """
+        cfg = self.cfg
         if x.ndim != 5 or x.shape[2] != 1 or x.shape[1] != cfg.num_input_frames:
             raise ValueError(f"expected input (B, {cfg.num_input_frames}, 1, H, W), got {tuple(x.shape)}")
         n = n_leads or cfg.num_output_frames
@@ -111,11 +136,7 @@ class SprogCorrector(nn.Module):
             shift = torch.zeros((), device=levels.device)
         with torch.autocast(x.device.type, enabled=False):
             field = sprog.lagrangian_dbr(state, levels) + shift  # (B, n, H, W)
-            out = sprog.finish(field, state, cfg.sprog, differentiable=transformed)  # mm/h, NaN
-        if transformed:
-            rain_out = torch.where(torch.isfinite(out), out, 0.0)
-            return rain_to_z(rain_out, cfg.dry_threshold_mmh, cfg.max_rain_mmh)[:, :, None]
-        return out[:, :, None]
+        return state, flow, field
 
     def _features(self, state: sprog.SprogState, levels: torch.Tensor, time_step_s, pixel_size_m) -> torch.Tensor:
         """(B * n, C, h, w) inputs of the CNN on cells of ``corrector.cell_px`` pixels."""

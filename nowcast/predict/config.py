@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from nowcast.config import Section
+from nowcast.model.ensemble import EnsembleConfig
 from nowcast.predict.forecast import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
 
 
@@ -26,6 +27,7 @@ class PredictConfig(Section):
     # (None: the input must be at the model's step; skill at other steps: see the model card)
     input_time_step_s: int | None = Field(None, ge=1)
     plot: bool = False  # a PNG panel and a GIF beside the output
+    ensemble: EnsembleConfig = EnsembleConfig()  # how members are perturbed (`predict --members`)
 
     def forecast_options(self) -> dict:
         """Keyword arguments of ``run_model``."""

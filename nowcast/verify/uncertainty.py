@@ -69,6 +69,7 @@ def compare(
     n_resamples: int = N_RESAMPLES,
     level: float = LEVEL,
     seed: int = 0,
+    lower_is_better: tuple[str, ...] = LOWER_IS_BETTER,
 ) -> dict[str, dict]:
     """Differences of ``reference`` from every other method, with bootstrap intervals.
 
@@ -82,6 +83,7 @@ def compare(
         n_resamples: bootstrap resamples.
         level: central probability of the interval.
         seed: the resampling's seed, so a report is reproducible.
+        lower_is_better: the scores for which lower is better (for ``better_starts``).
 
     Returns:
         other method -> {"block": starts per block, "independent_windows": how many lead windows
@@ -118,7 +120,7 @@ def compare(
                 if finite.size:
                     low[lead], high[lead] = np.quantile(finite, [tail, 1 - tail])
             per_start_difference = single[reference][score] - single[other][score]  # (n_starts, leads)
-            sign = -1 if score in LOWER_IS_BETTER else 1
+            sign = -1 if score in lower_is_better else 1
             better = (sign * per_start_difference > 0).sum(axis=0)
             entry[score] = {
                 "difference": (observed[reference][score] - observed[other][score]).tolist(),
