@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,6 @@ from tests.cf_archive import write_archive
 from tests.clusters import moto_s3
 
 pytestmark = pytest.mark.slow
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import tiny_config  # noqa: E402
 
 STORE = "s3://nowcast/radar/synthetic.zarr"
 RUNS = "s3://nowcast/runs"
@@ -43,7 +40,7 @@ def s3(tmp_path_factory):
         yield endpoint
 
 
-def test_ingest_train_predict_through_s3(s3, tmp_path, caplog):
+def test_ingest_train_predict_through_s3(s3, tmp_path, caplog, tiny_config):
     caplog.set_level(logging.INFO)
     fields = write_archive(tmp_path / "src", 40, missing=(17,))
     config = validate(

@@ -23,7 +23,7 @@ class MotionConfig(Section):
     # 2: central-difference gradients, warps padded with the edge value. 1: the first release's
     # solve (gradients over a 4-pixel span at twice their size, so each round moved half-way;
     # zero-padded warps), kept so that checkpoints trained with it forecast as they were trained:
-    # the shipped model (nowcast/assets/model.pt, model.motion.solver: 1) is one of them
+    # the earlier shipped ConvLSTMs are; the shipped S-PROG uses solver 2
     solver: int = Field(2, ge=1, le=2)
 
 
