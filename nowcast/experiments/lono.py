@@ -21,6 +21,7 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,26 +111,30 @@ def _at_minutes(scores: list, lead_minutes: list[float], minutes: int) -> Any:
     return scores[k] if abs(lead_minutes[k] - minutes) < step / 2 else None
 
 
+def fold_results(out_root: Path, networks: dict[str, list[str]]) -> Iterator[tuple[str, str, dict]]:
+    """(left-out network, store name, evaluate's scores.json) of every fold scored so far."""
+    for holdout, stores in networks.items():
+        for store in stores:
+            path = run_dir(out_root, holdout) / "evaluate" / Path(store).stem / "scores.json"
+            if path.is_file():
+                yield holdout, Path(store).stem, json.loads(path.read_text())
+
+
 def table(out_root: Path, networks: dict[str, list[str]]) -> str:
     """One Markdown table: per left-out store and method, the headline scores by lead."""
     columns = [(score, minutes) for score, leads in TABLE for minutes in leads]
     header = "| left out | store | starts | method | " + " | ".join(f"{s} +{m}" for s, m in columns) + " |"
     lines = [header, "|" + "---|" * (4 + len(columns))]
-    for holdout, stores in networks.items():
-        for store in stores:
-            path = run_dir(out_root, holdout) / "evaluate" / Path(store).stem / "scores.json"
-            if not path.is_file():
-                continue
-            result = json.loads(path.read_text())
-            for method, scores in result["methods"].items():
-                scores = _with_frequency_bias(scores)
-                cells = []
-                for score, minutes in columns:
-                    value = _at_minutes(scores.get(score, []), result["lead_minutes"], minutes)
-                    cells.append("-" if value is None else f"{value:.3f}")
-                name = "**model**" if method == "model" else method
-                row = [holdout, Path(store).stem, str(result["n_starts"]), name, *cells]
-                lines.append("| " + " | ".join(row) + " |")
+    for holdout, store, result in fold_results(out_root, networks):
+        for method, scores in result["methods"].items():
+            scores = _with_frequency_bias(scores)
+            cells = []
+            for score, minutes in columns:
+                value = _at_minutes(scores.get(score, []), result["lead_minutes"], minutes)
+                cells.append("-" if value is None else f"{value:.3f}")
+            name = "**model**" if method == "model" else method
+            row = [holdout, store, str(result["n_starts"]), name, *cells]
+            lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -140,25 +145,20 @@ def differences(out_root: Path, networks: dict[str, list[str]], against: str = "
         f"| left out | store | {' | '.join(f'{s} +{m}' for s, m in columns)} |",
         "|" + "---|" * (2 + len(columns)),
     ]
-    for holdout, stores in networks.items():
-        for store in stores:
-            path = run_dir(out_root, holdout) / "evaluate" / Path(store).stem / "scores.json"
-            if not path.is_file():
+    for holdout, store, result in fold_results(out_root, networks):
+        entry = result["comparisons"].get(against)
+        if entry is None:
+            continue
+        cells = []
+        for score, minutes in columns:
+            k = _at_minutes(list(range(len(result["lead_minutes"]))), result["lead_minutes"], minutes)
+            if k is None or entry[score]["difference"][k] is None:
+                cells.append("-")
                 continue
-            result = json.loads(path.read_text())
-            entry = result["comparisons"].get(against)
-            if entry is None:
-                continue
-            cells = []
-            for score, minutes in columns:
-                k = _at_minutes(list(range(len(result["lead_minutes"]))), result["lead_minutes"], minutes)
-                if k is None or entry[score]["difference"][k] is None:
-                    cells.append("-")
-                    continue
-                e = entry[score]
-                interval = "" if e["low"][k] is None else f" [{e['low'][k]:+.4f}, {e['high'][k]:+.4f}]"
-                cells.append(f"{e['difference'][k]:+.4f}{interval} ({e['better_starts'][k]}/{e['scored_starts'][k]})")
-            lines.append(f"| {holdout} | {Path(store).stem} | " + " | ".join(cells) + " |")
+            e = entry[score]
+            interval = "" if e["low"][k] is None else f" [{e['low'][k]:+.4f}, {e['high'][k]:+.4f}]"
+            cells.append(f"{e['difference'][k]:+.4f}{interval} ({e['better_starts'][k]}/{e['scored_starts'][k]})")
+        lines.append(f"| {holdout} | {store} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
