@@ -1,10 +1,13 @@
 """Training and tuning on a real Spark standalone cluster on loopback (a master and two one-core
 workers, as the ingest cluster test starts them):
 
-- ``nowcast train --engine spark --num-processes 2``, stopped and resumed, ends with exactly the
-  weights of ``nowcast train --nproc 2`` (torchrun) for the same seed: the ranks run as Spark tasks
-  in the workers' executors (TorchDistributor), with the same partition-local readers;
-- ``nowcast tune --engine spark`` runs its trials as Spark tasks and records them.
+- ``nowcast train --engine spark --num-processes 2``, stopped and resumed with its run folder in
+  s3://, ends with exactly the weights of ``nowcast train --nproc 2`` (torchrun) for the same
+  seed: the ranks run as Spark tasks in the workers' executors (TorchDistributor), with the same
+  partition-local readers;
+- ``nowcast tune --engine spark`` runs its trials as Spark tasks and records them;
+- ingest with the Spark engine writes a store to s3:// (a local S3 server, moto's server mode,
+  started before the cluster so the executors inherit the standard AWS variables).
 """
 
 from __future__ import annotations
@@ -14,14 +17,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from nowcast import objstore
 from nowcast.checkpoint import load_checkpoint
 from nowcast.cli import app
-from nowcast.store import write_mock_store
-from tests.clusters import spark_standalone
+from nowcast.config import validate
+from nowcast.ingest.config import IngestConfig
+from nowcast.ingest.run import run_ingest
+from nowcast.store import StoreReader, write_mock_store
+from tests.cf_archive import write_archive
+from tests.clusters import moto_s3, spark_standalone
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def spark_master(tmp_path_factory):
+    """The cluster, started inside a local S3 server's block: its executors see the AWS variables."""
     from pyspark import SparkContext
 
     if SparkContext._active_spark_context is not None:
         pytest.skip("a local SparkContext from another test module is still running in this process")
     work = tmp_path_factory.mktemp("spark")
-    with spark_standalone(work, n_workers=2) as master:
+    with moto_s3(work / "moto"), spark_standalone(work, n_workers=2) as master:
         yield master, work
 
 
@@ -66,11 +76,13 @@ def test_spark_training_gives_torchrun_weights_and_resumes(spark_master, store, 
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
+    # the Spark run keeps its checkpoints in the object store, as it would on a cluster
     spark = ["train", "--config", str(config), "--engine", "spark", "--master", master, "--num-processes", "2"]
-    out = f"run.out_dir={tmp_path / 'spark'}"
+    out = "run.out_dir=s3://nowcast/spark-runs"
     for extra in (["--stop-at", "3"], ["--resume"]):
         result = CliRunner().invoke(app, [*spark, *extra, out])
         assert result.exit_code == 0, result.output
+    objstore.download("s3://nowcast/spark-runs/default/last.pt", tmp_path / "spark" / "default" / "last.pt")
     a, b = (load_checkpoint(tmp_path / d / "default" / "last.pt") for d in ("torchrun", "spark"))
     assert a["step"] == b["step"] == 6
     for key in a["model"]:
@@ -102,3 +114,23 @@ def test_tune_on_spark_runs_trials_as_tasks(spark_master, store, tmp_path):
     assert lines[0].startswith("# spark: 2 trials (2 complete, 0 failed)")
     assert {line.split(" | ")[1] for line in lines[4:6]} == {"0", "1"}
     assert os.path.exists(tmp_path / "spark" / "best.yaml")
+
+
+def test_spark_ingest_writes_a_store_to_s3(spark_master, tmp_path):
+    master, _ = spark_master
+    fields = write_archive(tmp_path / "src", 9, missing=(4,))
+    config = validate(
+        IngestConfig,
+        {
+            "source": {"paths": [str(tmp_path / "src")]},
+            "store": {"path": "s3://nowcast/spark.zarr", "chunk_time": 3, "chunk_space": 16},
+            "engine": {"name": "spark", "spark": {"master": master, "executor_memory": "512m"}},
+        },
+    )
+    summary = run_ingest(config, progress=False)
+    assert summary.ok and summary.counts["ingested"] == 8
+    reader = StoreReader("s3://nowcast/spark.zarr")
+    assert reader.valid.tolist() == [i in fields for i in range(9)]
+    data = reader.read(0, 9)
+    for i, expected in fields.items():
+        np.testing.assert_allclose(data[i], expected, atol=0.005)
