@@ -40,7 +40,7 @@ def scores(forecast, obs):
 
 
 def test_unknown_baseline_lists_names():
-    with pytest.raises(ConfigError, match="available: extrapolation, persistence, sprog"):
+    with pytest.raises(ConfigError, match="available: extrapolation, nowcast-sprog, persistence, sprog"):
         get_baseline("climatology")
 
 

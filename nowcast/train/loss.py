@@ -13,6 +13,12 @@ relative, and the weights (up to 30x above 30 mm/h) make misses of heavy rain ex
 keeps the forecasts' intensities from fading into a blur. "mse" and "mae" (also in z space,
 unweighted) are there for comparison.
 
+"soft_csi" optimises what forecasts are judged by: the critical success index at rain thresholds,
+made differentiable by a sigmoid of the distance to each threshold in z (Lagrange et al. 2018's
+"soft" contingency table). Behind a distribution match (the S-PROG corrector) the intensities are
+fixed and only the wet area's placement can change, which is exactly what CSI scores; a small MAE
+term keeps the ranking of intensities inside the wet area sensible.
+
 Losses are divided by the number of pixels (masked ones included), not the number of valid ones,
 so the mean of equal-sized per-rank losses (what DDP averages) equals the global-batch loss.
 """
@@ -37,6 +43,10 @@ class LossConfig(Section):
     # one weight per output frame, or None for all 1: the first leads' errors are the smallest, so
     # an unweighted loss barely looks at them
     lead_weights: list[float] | None = None
+    # soft_csi: the thresholds scored, how soft the step is (in z; 0.05 ~ 10 % in rain rate), the MAE share
+    csi_thresholds_mmh: list[float] = [1.0, 5.0]
+    csi_softness_z: float = 0.05
+    csi_mae_weight: float = 0.1
 
     @model_validator(mode="after")
     def _check(self) -> LossConfig:
@@ -98,7 +108,35 @@ def mae(
     return ((pred - target).abs() * weight).sum() / weight.numel()
 
 
-LOSSES: dict[str, LossFn] = {"balanced_mse_mae": balanced_mse_mae, "mse": mse, "mae": mae}
+def soft_csi(
+    pred_z: torch.Tensor, target_mmh: torch.Tensor, cfg: LossConfig, dry_threshold_mmh: float, max_rain_mmh: float
+) -> torch.Tensor:
+    """Mean over thresholds and leads of 1 - soft CSI (each lead by its ``lead_weights``), plus
+    ``csi_mae_weight`` x MAE in z.
+
+    Not additive over pixels: under DDP each rank's CSI is its own batch's, and the ranks' mean is
+    what is optimised (close to the global batch's for batches of similar rain).
+    """
+    pred, target, weight = _target(pred_z, target_mmh, cfg, dry_threshold_mmh, max_rain_mmh)
+    observed_data = torch.isfinite(target_mmh).float()
+    n_leads = pred.shape[1]
+    lead_weights = torch.tensor(cfg.lead_weights or [1.0] * n_leads, device=pred.device)
+    dims = (0, 2, 3, 4)  # everything but the lead
+    terms = []
+    for threshold in cfg.csi_thresholds_mmh:
+        threshold_z = rain_to_z(torch.tensor(threshold), dry_threshold_mmh, max_rain_mmh).item()
+        forecast = torch.sigmoid((pred - threshold_z) / cfg.csi_softness_z)
+        observed = (target >= threshold_z).float()
+        hits = (observed_data * forecast * observed).sum(dims)
+        false_alarms = (observed_data * forecast * (1 - observed)).sum(dims)
+        misses = (observed_data * (1 - forecast) * observed).sum(dims)
+        # 1 - CSI, with one pixel added below so that a lead with no event and no alarm costs 0
+        terms.append((false_alarms + misses) / (hits + false_alarms + misses + 1.0) * lead_weights)
+    error = ((pred - target).abs() * weight).sum() / weight.numel()
+    return torch.stack(terms).mean() + cfg.csi_mae_weight * error
+
+
+LOSSES: dict[str, LossFn] = {"balanced_mse_mae": balanced_mse_mae, "mse": mse, "mae": mae, "soft_csi": soft_csi}
 
 
 def get_loss(name: str) -> LossFn:

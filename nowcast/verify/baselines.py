@@ -1,5 +1,8 @@
 """Baseline nowcasts that any model must beat: persistence, optical-flow extrapolation and S-PROG.
 
+``nowcast-sprog`` is nowcast's own S-PROG (torch, nothing learned): what a trained checkpoint
+must beat to justify its training, scored cheaply and paired with it start by start.
+
 Contract of every baseline (one call = one forecast)::
 
     baseline(frames, n_leads, pixel_size_m, time_step_s) -> forecast
@@ -153,6 +156,28 @@ def sprog(
     return _db_to_rain(forecast_db, metadata)
 
 
+@functools.lru_cache(maxsize=4)
+def _nowcast_sprog_model(num_input_frames: int, n_leads: int) -> Any:
+    from nowcast.predict.loading import sprog_model  # torch: imported only when this baseline is used
+
+    return sprog_model(num_input_frames=num_input_frames, num_output_frames=n_leads).model
+
+
+def nowcast_sprog(frames: np.ndarray, n_leads: int, pixel_size_m: float = 1000.0, time_step_s: int = 300) -> np.ndarray:
+    """nowcast's torch S-PROG (``--method sprog``) on all the given frames (at least three).
+
+    Returns:
+        (n_leads, H, W) float32 mm/h, NaN where the forecast has no data.
+    """
+    from nowcast.predict.forecast import run_model
+
+    frames = _check_frames(frames, n_leads, min_frames=3)
+    if not np.isfinite(frames[-1]).any():
+        return np.full((n_leads, *frames.shape[1:]), np.nan, np.float32)
+    model = _nowcast_sprog_model(frames.shape[0], n_leads)
+    return run_model(model, frames, time_step_s=time_step_s, pixel_size_m=pixel_size_m)
+
+
 def _db_and_motion(frames: np.ndarray, num_motion_frames: int) -> tuple[np.ndarray, dict, np.ndarray]:
     """The last ``num_motion_frames`` frames in dB, their metadata, and their Lucas-Kanade motion (2, H, W)."""
     if num_motion_frames < 2:
@@ -179,6 +204,7 @@ BASELINES: dict[str, Baseline] = {
     "persistence": persistence,
     "extrapolation": extrapolation,
     "sprog": sprog,
+    "nowcast-sprog": nowcast_sprog,
 }
 
 
