@@ -374,6 +374,9 @@ def predict(
     tile_size: int | None = typer.Option(None, min=8, help="forecast in square tiles of this side (pixels)"),
     reader_format: str = typer.Option("auto", "--format", help="raw files: reader name, or auto-detect"),
     input_time_step: int | None = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
+    output_grid: str | None = typer.Option(
+        None, "--output-grid", help="raw files: model (default: the grid the model ran on) or input (the files' own)"
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="predict YAML (PredictConfig keys)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
     members: int | None = typer.Option(None, "--members", min=2, help=MEMBERS_HELP),
@@ -398,6 +401,7 @@ def predict(
             fallback=fallback,
             tile_size=tile_size,
             input_time_step_s=input_time_step,
+            output_grid=output_grid,
         )
         check_out_path(out)
         until = _time_option(time, "--time")
@@ -440,33 +444,41 @@ def _command_line(ctx: typer.Context) -> str:
 
 
 def _raw_window(folder: Path, loaded, cfg, until, reader_format: str):
-    """Raw files -> input window: ingest's readers, coarsened to the model's pixel size when a whole multiple."""
-    from nowcast.errors import CheckpointError, ConfigError
-    from nowcast.ingest.align import plan_spatial
-    from nowcast.ingest.config import AlignConfig, ReaderOptions
+    """Raw files -> input window: ingest's readers, each scan regridded to the model's pixel size.
+
+    The model's grid is what ``nowcast.regrid`` makes of the input's (kept within 1 %, area
+    average when coarser, bilinear when finer, lon/lat to a local equal-area projection); the
+    window remembers the input's own grid for ``--output-grid input``.
+    """
+    import dataclasses
+
+    from nowcast.ingest.config import ReaderOptions
     from nowcast.ingest.readers import read_scan
     from nowcast.ingest.sources import time_from_name
     from nowcast.predict.raw_input import raw_window
+    from nowcast.regrid import Regridder, plan_regrid
     from nowcast.scan import Scan
 
     options = ReaderOptions(format=reader_format)
-    target = loaded.pixel_size_m
+    plans: dict[tuple, Regridder] = {}
 
     def read(path: str) -> Scan:
         scan = read_scan(path, options)
-        if target is None or scan.grid.pixel_size >= target * (1 - 1e-6):
-            return scan  # same size, or coarser: check_data_facts reports the mismatch
-        try:
-            plan = plan_spatial(scan.grid, AlignConfig(pixel_size_m=target))
-        except ConfigError:
-            raise CheckpointError(
-                f"{path}: pixel size {scan.grid.pixel_size:g} m cannot be coarsened to the "
-                f"checkpoint's pixel_size_m {target:g} m (not a whole multiple)"
-            ) from None
-        return Scan(scan.time, plan.apply(scan.rain_rate), plan.target, scan.source)
+        g = scan.grid
+        key = (g.shape, g.x[0], g.y[0], g.pixel_size, g.pixel_size_y, g.crs)
+        if key not in plans:
+            plans[key] = plan_regrid(g, loaded.pixel_size_m)
+            log.info("%s: input grid %s", path, plans[key].describe())
+        regrid = plans[key]
+        return Scan(scan.time, regrid.apply(scan.rain_rate), regrid.target, scan.source)
 
     step = cfg.input_time_step_s or loaded.time_step_s  # the files' own step where the user gave it
-    return raw_window(folder, read, step, loaded.cfg.num_input_frames, until, time_from_name, cfg.tolerance_s)
+    window = raw_window(folder, read, step, loaded.cfg.num_input_frames, until, time_from_name, cfg.tolerance_s)
+    sources = [r.source for r in plans.values() if r.target.same_as(window.frames.grid)]
+    if sources and not sources[-1].same_as(window.frames.grid):
+        frames = dataclasses.replace(window.frames, input_grid=sources[-1])
+        window = dataclasses.replace(window, frames=frames)
+    return window
 
 
 @app.command()

@@ -95,8 +95,12 @@ class AlignConfig(Section):
     tolerance_s: float = Field(60.0, ge=0)  # scans this close to a step snap onto it
     source_time_step_s: int | None = Field(None, gt=0)  # set to average several scans per step
     crop: Crop | None = None
-    pixel_size_m: float | None = Field(None, gt=0)  # coarsen by area mean to this size (integer factor)
-    min_valid_fraction: float = Field(0.5, ge=0, le=1)  # of a coarse pixel's fine pixels, else no data
+    # resample to this size (nowcast.regrid: within 1 % kept; area average coarser, bilinear finer)
+    pixel_size_m: float | None = Field(None, gt=0)
+    # reproject to this CRS (PROJ string, WKT, EPSG:code); None: the source's, or a local
+    # equal-area projection (LAEA centred on the domain) for lon/lat sources
+    crs: str | None = None
+    min_valid_fraction: float = Field(0.5, ge=0, le=1)  # of a target pixel's area with data, else no data
 
     @model_validator(mode="before")
     @classmethod

@@ -319,6 +319,7 @@ def plan(config: IngestConfig, engine: Engine) -> Plan:
         return replace(base, records=records, failure=failure)
 
     spatial = plan_spatial(source_grid, config.align)
+    log.info("grid: %s", spatial.regrid.describe())
     root = store.open_group(path) if exists else None
     existing = store.read_layout(root) if root is not None else None
     layout = _layout_for(config, spatial, list(times.values()), existing)

@@ -15,6 +15,7 @@ from typing import Any
 from nowcast.checkpoint import load_checkpoint, model_from_checkpoint
 from nowcast.errors import CheckpointError
 from nowcast.model import Model, ModelConfig, build_model
+from nowcast.regrid import SAME_SIZE_RTOL
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,7 @@ def check_data_facts(
         log.info("%s runs on %s at %g m and %d s steps", loaded.path, source, pixel_size_m, int(time_step_s))
         return
     problems = []
-    if loaded.pixel_size_m is not None and not math.isclose(
-        loaded.pixel_size_m, pixel_size_m, rel_tol=1e-6, abs_tol=0.5
-    ):
+    if loaded.pixel_size_m is not None and not math.isclose(loaded.pixel_size_m, pixel_size_m, rel_tol=SAME_SIZE_RTOL):
         problems.append(f"pixel_size_m: checkpoint {loaded.pixel_size_m:g} m, input {pixel_size_m:g} m")
     step = int(time_step_s)
     if input_time_step_s is not None and input_time_step_s != step:
