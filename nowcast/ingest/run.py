@@ -497,6 +497,7 @@ def _report(summary: IngestSummary, records: list[Record]) -> None:
 
 
 def _finish(summary: IngestSummary, path: str) -> None:
+    store.consolidate(path)  # what xr.open_zarr reads: the store's shape as this run leaves it
     root = store.open_group(path)
     valid = np.asarray(root[store.VALID][:], dtype=bool)
     summary.n_times, summary.n_valid = len(valid), int(valid.sum())
