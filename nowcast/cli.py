@@ -9,11 +9,45 @@ import logging
 from pathlib import Path
 
 import typer
+import typer.core
 
 from nowcast.errors import NowcastError
 from nowcast.logs import setup_logging
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Radar precipitation nowcasting.")
+LOG_OPTIONS = ("--log-level", "--log-file")
+
+
+class _LogOptionsAnywhere(typer.core.TyperGroup):
+    """``--log-level`` and ``--log-file`` accepted after the subcommand too (``nowcast ingest --log-level DEBUG``).
+
+    They belong to the top-level callback, which configures logging once before any subcommand;
+    given after the subcommand, they are moved in front of it before parsing.
+    """
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        front: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                rest += args[i:]
+                break
+            if arg in LOG_OPTIONS and i + 1 < len(args):
+                front += args[i : i + 2]
+                i += 2
+                continue
+            if arg.split("=", 1)[0] in LOG_OPTIONS and "=" in arg:
+                front.append(arg)
+            else:
+                rest.append(arg)
+            i += 1
+        return super().parse_args(ctx, front + rest)
+
+
+app = typer.Typer(
+    cls=_LogOptionsAnywhere, add_completion=False, no_args_is_help=True, help="Radar precipitation nowcasting."
+)
 MEMBERS_HELP = (
     "an ensemble of N members (STEPS-like perturbations around the model's cascade forecast): members, "
     "exceedance probabilities and mean"

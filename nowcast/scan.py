@@ -59,8 +59,11 @@ class Grid:
         )
 
     def describe(self) -> str:
+        from nowcast.regrid import is_geographic
+
+        unit = "degrees" if is_geographic(self.crs) else "m"
         return (
-            f"{self.shape[0]}x{self.shape[1]} pixels of {self.pixel_size:g} m, "
+            f"{self.shape[0]}x{self.shape[1]} pixels of {self.pixel_size:g} {unit}, "
             f"x {self.extent[0]:.0f}..{self.extent[1]:.0f}, y {self.extent[2]:.0f}..{self.extent[3]:.0f}"
         )
 

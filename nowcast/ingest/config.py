@@ -50,7 +50,9 @@ def _renamed_keys(section: str, data: Any) -> Any:
 class ReaderOptions(Section):
     """Options every reader receives; format-specific ones are ignored by the others."""
 
-    format: str = "auto"  # a reader name from nowcast.ingest.readers, or auto-detect by content
+    format: str = "auto"  # a reader name from nowcast.ingest.readers, pysteps:NAME, or auto-detect by content
+    # pysteps:NAME readers: the importer's arguments; empty = those pySTEPS' config file gives it
+    importer_kwargs: dict[str, Any] = {}
     quantity: str | None = None  # ODIM quantity to read (RATE, ACRR, DBZH); None = first of those found
     zr_a: float = Field(200.0, gt=0)  # Z = a R^b (Marshall-Palmer by default)
     zr_b: float = Field(1.6, gt=0)

@@ -12,6 +12,8 @@ An unknown reader name is a mistake in the config, not in a file: ``get_reader``
 engines); ``read_scan`` turns it into the file's ReaderError, to keep the contract above.
 
 The format is detected from the file's content (magic bytes, conventions), not its name.
+``pysteps:NAME`` names any pySTEPS importer (``readers/pysteps_importer.py``); those are never
+detected, since most of pySTEPS' formats carry no signature of their own.
 """
 
 from __future__ import annotations
@@ -55,12 +57,18 @@ def get_reader(name: str) -> Reader:
         ConfigError: no reader of that name; the message lists the available ones.
     """
     _load_builtin()
+    if name.startswith("pysteps:"):
+        from nowcast.ingest.readers.pysteps_importer import pysteps_reader
+
+        if name not in _READERS:
+            _READERS[name] = pysteps_reader(name.removeprefix("pysteps:"))
+        return _READERS[name]
     try:
         return _READERS[name]
     except KeyError:
         raise ConfigError(
             f"source.reader.format: unknown reader {name!r}; available: {', '.join(available())} "
-            "(or auto, to detect the format from the content)"
+            "(or auto, to detect the format from the content; or pysteps:NAME for any pySTEPS importer)"
         ) from None
 
 
@@ -95,4 +103,4 @@ def read_scan(path: str, options: ReaderOptions | None = None) -> Scan:
 
 def _load_builtin() -> None:
     # Imported here so that registering has no import-order surprises.
-    from nowcast.ingest.readers import cf, knmi, odim  # noqa: F401
+    from nowcast.ingest.readers import cf, grib, knmi, odim  # noqa: F401
