@@ -262,7 +262,8 @@ def inspect(
         valid = np.isfinite(rain)
         wet = valid & (rain > 0)
         typer.echo(
-            f"{path}: {name} {scan.time} | {scan.grid.describe()} | crs {scan.grid.crs}\n"
+            f"{path}: {name} {scan.time} | {scan.quantity or 'rain rate'} | {scan.grid.describe()} "
+            f"| crs {scan.grid.crs}\n"
             f"  valid {valid.mean():.1%}, wet {wet.sum() / max(valid.sum(), 1):.1%} of valid, "
             f"mean {np.nanmean(rain):.3f} mm/h, max {np.nanmax(rain):.2f} mm/h"
         )
@@ -507,7 +508,9 @@ def _raw_window(folder: Path, loaded, cfg, until, reader_format: str):
         return Scan(scan.time, regrid.apply(scan.rain_rate), regrid.target, scan.source)
 
     step = cfg.input_time_step_s or loaded.time_step_s  # the files' own step where the user gave it
-    window = raw_window(folder, read, step, loaded.cfg.num_input_frames, until, time_from_name, cfg.tolerance_s)
+    window = raw_window(
+        folder, read, step, loaded.cfg.num_input_frames, until, time_from_name, cfg.tolerance_s, reader_format != "auto"
+    )
     sources = [r.source for r in plans.values() if r.target.same_as(window.frames.grid)]
     if sources and not sources[-1].same_as(window.frames.grid):
         frames = dataclasses.replace(window.frames, input_grid=sources[-1])

@@ -93,6 +93,7 @@ class Scan:
     rain_rate: np.ndarray  # (ny, nx) float32 mm/h, NaN = no data
     grid: Grid
     source: str = ""  # where it came from (file path), for messages
+    quantity: str = ""  # what the file held and how it became mm/h (e.g. "DBZH, Z = 200 R^1.6"), for messages
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "time", np.datetime64(self.time, "s"))

@@ -204,7 +204,9 @@ def _source_grid_from(new: list[SourceFile], times: dict, config: IngestConfig):
     """The source grid, read from the first new file that reads (in time order)."""
     for src in sorted((s for s in new if s.path in times), key=lambda s: times[s.path]):
         try:
-            return read_scan(src.path, config.source.reader).grid
+            scan = read_scan(src.path, config.source.reader)
+            log.info("reading %s (%s, as in %s)", scan.quantity or "rain rate", config.source.reader.format, src.path)
+            return scan.grid
         except ReaderError as e:
             log.debug("grid probe: %s", e)
     return None

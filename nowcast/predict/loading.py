@@ -183,11 +183,14 @@ def check_data_facts(
                 step,
             )
     if problems:
-        raise CheckpointError(
-            f"{loaded.path} does not match {source}: "
-            + "; ".join(problems)
-            + ". Use a checkpoint trained on this resolution, or ingest the input at it"
+        fix = (
+            f"ingest the input again with align.pixel_size_m: {loaded.pixel_size_m:g} (any pixel size or CRS is "
+            "resampled), pass the folder of raw files as --input (regridded on the fly), or use a checkpoint "
+            "trained at this resolution"
+            if problems[0].startswith("pixel_size_m")
+            else "use a checkpoint trained at this time step"
         )
+        raise CheckpointError(f"{loaded.path} does not match {source}: " + "; ".join(problems) + ". To fix: " + fix)
     if loaded.pixel_size_m is None or loaded.time_step_s is None:
         log.warning("%s records no pixel_size_m/time_step_s; cannot check it fits %s", loaded.path, source)
     trained_crs = loaded.config.get("crs")

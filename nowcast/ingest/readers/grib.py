@@ -122,4 +122,4 @@ def read_grib(path: str, options: ReaderOptions) -> Scan:
         rain[rain < 0] = np.nan  # MRMS: -1 no coverage, -3 missing
         grid = Grid(x=lon[order], y=np.asarray(field["latitude"].values, dtype=np.float64), crs="EPSG:4326")
         log.debug("%s: %s", path, words)
-    return Scan(valid_time, rain.astype(np.float32), grid, path)
+    return Scan(valid_time, rain.astype(np.float32), grid, path, quantity=words)

@@ -115,6 +115,7 @@ def pysteps_reader(name: str) -> Callable[[str, ReaderOptions], Scan]:
                 f"{path}: pySTEPS importers give no time and the file name holds none; name files with "
                 "their time stamp (e.g. radar_202406011200.h5)"
             )
-        return Scan(np.datetime64(time, "s"), rain.astype(np.float32), _grid(rain.shape, metadata), path)
+        words = f"{metadata.get('institution', name)}: {metadata.get('unit')} via pySTEPS {name}"
+        return Scan(np.datetime64(time, "s"), rain.astype(np.float32), _grid(rain.shape, metadata), path, words)
 
     return checked(PREFIX + name, read)
