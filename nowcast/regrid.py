@@ -121,12 +121,15 @@ def _transform(grid: Grid):
     return Affine(grid.pixel_size, 0.0, x_left, 0.0, -grid.pixel_size_y, y_top)
 
 
-def _warp(values: np.ndarray, source: Grid, target: Grid, method: str) -> np.ndarray:
+def _reproject(rain: np.ndarray, source: Grid, target: Grid, method: str, min_valid_fraction: float) -> np.ndarray:
+    """Weighted mean over valid source pixels; weights and sums from one GDAL call (two bands, one kernel)."""
     from rasterio.warp import Resampling, reproject
 
-    out = np.zeros(target.shape, np.float64)
+    valid = np.isfinite(rain)
+    bands = np.stack([valid.astype(np.float32), np.where(valid, rain, np.float32(0))])  # (2, ny, nx)
+    out = np.zeros((2, *target.shape), np.float32)
     reproject(
-        source=values.astype(np.float64),
+        source=bands,
         destination=out,
         src_transform=_transform(source),
         src_crs=source.crs,
@@ -135,16 +138,11 @@ def _warp(values: np.ndarray, source: Grid, target: Grid, method: str) -> np.nda
         dst_crs=target.crs,
         dst_nodata=_SENTINEL,
         resampling=Resampling[method],
+        warp_mem_limit=256,  # MB: fewer, larger warp chunks (the 64 MB default triples the time on a composite)
+        num_threads=2,
     )
     out[out == _SENTINEL] = 0.0  # outside the source: no weight at all
-    return out
-
-
-def _reproject(rain: np.ndarray, source: Grid, target: Grid, method: str, min_valid_fraction: float) -> np.ndarray:
-    """Weighted mean over valid source pixels; both weights and sums from the same GDAL kernel."""
-    valid = np.isfinite(rain)
-    weight = _warp(valid.astype(np.float64), source, target, method)  # (ny, nx) share of valid pixels
-    total = _warp(np.where(valid, rain, 0.0), source, target, method)
+    weight, total = out  # (ny, nx) share of valid pixels, and their weighted rain
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = (total / weight).astype(np.float32)
     mean[~(weight >= max(min_valid_fraction, 1e-6))] = np.nan

@@ -4,7 +4,8 @@ Conventions fixed here, once:
 - ``rain_rate`` is float32 in mm/h, shape ``(ny, nx)``; NaN means no data (outside radar
   range, blocked), 0 means measured dry.
 - Rows run north to south: ``y`` decreases with the row index, ``x`` increases with the column.
-- ``x``/``y`` are pixel centres in projection metres; ``crs`` is a proj string or WKT.
+- ``x``/``y`` are pixel centres in projection metres; ``crs`` is a proj string or WKT. A lon/lat
+  grid (GRIB2) has degrees and a geographic CRS; ``nowcast.regrid`` projects it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Contract of every reader (checked for all of them by one generic test):
 - returns a :class:`nowcast.scan.Scan`: valid time (UTC), float32 rain rate in mm/h with NaN
-  for no data and 0 for measured dry, a north-up grid in projection metres with its CRS;
+  for no data and 0 for measured dry, a north-up grid in projection metres with its CRS (or in
+  lon/lat degrees, EPSG:4326, which ``nowcast.regrid`` projects), and what it read (``quantity``);
 - converts whatever the file holds (rate, accumulation, reflectivity) to mm/h;
 - raises :class:`nowcast.errors.ReaderError` naming the file and the problem for anything it
   cannot read (damaged, truncated, empty, wrong content, implausible values); never anything else.
