@@ -36,7 +36,14 @@ def crs_attributes(crs: str) -> dict[str, Any]:
         north = float(np.ravel(attrs.get("standard_parallel", 90.0))[0]) >= 0
         attrs["latitude_of_projection_origin"] = 90.0 if north else -90.0
     attrs.setdefault("crs_wkt", parsed.to_wkt())
-    attrs["proj4"] = crs if crs.strip().startswith("+") else parsed.to_proj4()
+    if crs.strip().startswith("+"):
+        attrs["proj4"] = crs
+    else:
+        import warnings
+
+        with warnings.catch_warnings():  # a PROJ string is a lossy summary; crs_wkt above is the full CRS
+            warnings.filterwarnings("ignore", message="You will likely lose important projection information")
+            attrs["proj4"] = parsed.to_proj4()
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in attrs.items()}
 
 

@@ -100,3 +100,27 @@ def test_forecast_passes_the_cf_checker_and_carries_its_crs(tmp_path, cli, tiny_
     ds = xr.open_dataset(out, decode_coords="all")
     assert ds.rio.crs is not None and CRS.from_user_input(ds.rio.crs.to_wkt()) == CRS.from_user_input(crs)
     assert ds["time"].encoding["dtype"] == np.float64 and "_FillValue" not in ds["x"].encoding
+
+
+@pytest.mark.slow  # three GRIB decodes and two forecasts: ~25 s on a loaded 2-core machine
+def test_forecast_from_lon_lat_grib_back_on_its_grid_is_cf(tmp_path, cli, tiny_checkpoint):
+    """MRMS-like 0.01 degree GRIB2 files: forecast on a local equal-area grid, or back on lon/lat."""
+    from tests.readers_helpers import write_grib
+
+    rate = [("typeOfFirstFixedSurface", 1), ("discipline", 0), ("parameterCategory", 1), ("parameterNumber", 7)]
+    base = np.random.default_rng(0).gamma(0.5, 3.0, (20, 30)) / 3600.0
+    (tmp_path / "raw").mkdir()
+    for i in range(3):
+        hhmm = 1200 + 5 * i
+        write_grib(tmp_path / "raw" / f"mrms_20240601{hhmm}00.grib2", rate + [("dataTime", hhmm)], np.roll(base, i, 1))
+    for grid in ("model", "input"):
+        out = tmp_path / f"{grid}.nc"
+        args = ("--checkpoint", tiny_checkpoint, "--input", tmp_path / "raw", "--out", out, "--output-grid", grid)
+        done = cli("predict", *args, "--leads", "2")
+        assert done.exit_code == 0, done.output
+        assert check_cf(out) == ""
+    on_model = xr.open_dataset(tmp_path / "model.nc")
+    assert "+proj=laea" in on_model["crs"].attrs["proj4"] and on_model["x"].attrs["units"] == "m"
+    back = xr.open_dataset(tmp_path / "input.nc")
+    assert back["rainfall_rate"].shape == (2, 20, 30) and back["x"].attrs["standard_name"] == "longitude"
+    np.testing.assert_allclose(back["y"].values, 52.0 - 0.01 * np.arange(20), atol=1e-6)
