@@ -67,3 +67,17 @@ def test_a_store_at_another_pixel_size_gets_advice_that_works(tmp_path, cli):
     ckpt = write_checkpoint(tmp_path / "m.pt", pixel_size_m=1000.0)
     done = cli("predict", "--checkpoint", ckpt, "--input", reader.path, "--out", tmp_path / "f.nc")
     assert done.exit_code == 2 and "align.pixel_size_m: 1000" in done.output
+
+
+def test_files_at_another_step_than_the_store_are_named(tmp_path, caplog):
+    write_archive(tmp_path / "src", 4, shape=(8, 8), step_min=15)
+    config = {
+        "source": {"paths": [str(tmp_path / "src")]},
+        "store": {"path": str(tmp_path / "s.zarr"), "chunk_time": 4, "chunk_space": 16},
+        "align": {"time_step_s": 300},
+        "engine": {"name": "serial"},
+    }
+    with caplog.at_level("WARNING"):
+        summary = run_ingest(validate(IngestConfig, config), progress=False)
+    assert summary.n_valid == 4 and summary.n_times == 10  # every third step holds a scan, the rest stay missing
+    assert "files every 900 s onto a 300 s time axis" in caplog.text and "align.time_step_s: 900" in caplog.text

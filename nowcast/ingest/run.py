@@ -200,6 +200,34 @@ def _check_doubtful(
     return bad
 
 
+def _say_time_steps(times: list[np.datetime64], align: AlignConfig) -> None:
+    """Files at another step than the store's axis: say what happens and the key that changes it."""
+    seconds = np.unique(np.array(times, dtype="datetime64[s]").astype(np.int64))
+    gaps, counts = np.unique(np.diff(seconds), return_counts=True)
+    if len(seconds) < 3 or not len(gaps):
+        return
+    spacing = int(gaps[np.argmax(counts)])  # the usual spacing: missing files only widen some gaps
+    axis = align.source_time_step_s or align.time_step_s
+    if spacing == axis:
+        log.info("files every %d s onto the store's %d s time axis", spacing, align.time_step_s)
+    elif spacing > axis:
+        log.warning(
+            "files every %d s onto a %d s time axis: the steps between them stay missing; set "
+            "align.time_step_s: %d to store them at their own step",
+            spacing,
+            axis,
+            spacing,
+        )
+    else:
+        log.warning(
+            "files every %d s onto a %d s time axis: one scan per step is kept, the others are reported as "
+            "duplicates; set align.source_time_step_s: %d to average them into each step",
+            spacing,
+            axis,
+            spacing,
+        )
+
+
 def _source_grid_from(new: list[SourceFile], times: dict, config: IngestConfig):
     """The source grid, read from the first new file that reads (in time order)."""
     for src in sorted((s for s in new if s.path in times), key=lambda s: times[s.path]):
@@ -299,6 +327,7 @@ def plan(config: IngestConfig, engine: Engine) -> Plan:
         return base
 
     times, records = _plan_times(new, config, engine)
+    _say_time_steps(list(times.values()), config.align)
     anchors = _stored_span(path) if exists else []
     trusted, doubtful = _split_outlying_times(times, anchors)
     source_grid = _source_grid_from(new, trusted, config) or _source_grid_from(
