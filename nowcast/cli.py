@@ -97,6 +97,9 @@ def ingest(
     address: str | None = typer.Option(None, help="Dask scheduler address (tcp://host:8786)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. store.chunk_time=24"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    reader_format: str | None = typer.Option(
+        None, "--format", help="reader name or pysteps:NAME (source.reader.format; default: detect by content)"
+    ),
 ) -> None:
     """Ingest radar files into a Zarr store (resumable; bad files are quarantined).
 
@@ -107,6 +110,7 @@ def ingest(
     from nowcast.ingest.run import run_ingest
 
     extra = list(overrides or []) + _engine_overrides(engine, master, address)
+    extra += [f"source.reader.format={reader_format}"] if reader_format else []
     try:
         cfg = load_config(IngestConfig, config, extra)
         summary = run_ingest(cfg, progress=progress)
@@ -239,7 +243,7 @@ def evaluate_baselines(
 @app.command()
 def inspect(
     files: list[Path] = typer.Argument(..., help="radar files to read (any format the readers know)"),
-    reader_format: str = typer.Option("auto", "--format", help="reader name, or auto-detect by content"),
+    reader_format: str = typer.Option("auto", "--format", help="reader name or pysteps:NAME, or auto-detect"),
     quantity: str | None = typer.Option(None, help="ODIM quantity or CF variable to read"),
 ) -> None:
     """Read each file as a scan and print its format, time, grid and rain statistics."""
@@ -407,7 +411,7 @@ def predict(
     plot: bool = typer.Option(False, "--plot", help="also write a PNG panel and an animated GIF beside --out"),
     fallback: str | None = typer.Option(None, help="none, or extrapolation: optical flow when frames are missing"),
     tile_size: int | None = typer.Option(None, min=8, help="forecast in square tiles of this side (pixels)"),
-    reader_format: str = typer.Option("auto", "--format", help="raw files: reader name, or auto-detect"),
+    reader_format: str = typer.Option("auto", "--format", help="raw files: reader name or pysteps:NAME, or auto"),
     input_time_step: int | None = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
     output_grid: str | None = typer.Option(
         None, "--output-grid", help="raw files: model (default: the grid the model ran on) or input (the files' own)"
