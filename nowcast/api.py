@@ -13,7 +13,6 @@ reaches a 1 km ConvLSTM silently.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,21 +98,22 @@ def forecast(
 
 
 def open_store(path: str | Path) -> Any:
-    """A store written by ``nowcast ingest`` as an ``xarray.Dataset`` (lazy; rain as float32 mm/h)."""
-    import xarray as xr
+    """A store written by ``nowcast ingest`` as a CF ``xarray.Dataset`` (lazy; rain as float32 mm/h).
 
-    from nowcast.store import StoreReader
+    ``ds.rio.crs`` is the store's CRS (its ``crs`` grid-mapping variable).
+
+    Raises:
+        StoreError: not a nowcast store, or one written before consolidated metadata (the message
+            says how to add it).
+    """
+    from nowcast.store import StoreReader, open_dataset
 
     reader = StoreReader(str(path))  # checks it is a nowcast store, with a message naming the path
-    with warnings.catch_warnings():  # the manifest and the ingest config sit beside the arrays, by design
-        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")
-        ds = xr.open_zarr(str(path), consolidated=False)
-    for name in ds.data_vars:
-        if np.issubdtype(ds[name].dtype, np.floating):
-            ds[name] = ds[name].astype(np.float32)
+    ds = open_dataset(str(path))
     ds.attrs.setdefault("crs", reader.grid.crs)
-    for name in ds.data_vars:
-        ds[name].attrs.setdefault("crs", reader.grid.crs)
+    for name in ds.data_vars:  # ``forecast`` reads the CRS from the frames' attributes
+        if name != "crs":
+            ds[name].attrs.setdefault("crs", reader.grid.crs)
     return ds
 
 

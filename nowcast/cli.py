@@ -9,11 +9,45 @@ import logging
 from pathlib import Path
 
 import typer
+import typer.core
 
 from nowcast.errors import NowcastError
 from nowcast.logs import setup_logging
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Radar precipitation nowcasting.")
+LOG_OPTIONS = ("--log-level", "--log-file")
+
+
+class _LogOptionsAnywhere(typer.core.TyperGroup):
+    """``--log-level`` and ``--log-file`` accepted after the subcommand too (``nowcast ingest --log-level DEBUG``).
+
+    They belong to the top-level callback, which configures logging once before any subcommand;
+    given after the subcommand, they are moved in front of it before parsing.
+    """
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        front: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                rest += args[i:]
+                break
+            if arg in LOG_OPTIONS and i + 1 < len(args):
+                front += args[i : i + 2]
+                i += 2
+                continue
+            if arg.split("=", 1)[0] in LOG_OPTIONS and "=" in arg:
+                front.append(arg)
+            else:
+                rest.append(arg)
+            i += 1
+        return super().parse_args(ctx, front + rest)
+
+
+app = typer.Typer(
+    cls=_LogOptionsAnywhere, add_completion=False, no_args_is_help=True, help="Radar precipitation nowcasting."
+)
 MEMBERS_HELP = (
     "an ensemble of N members (STEPS-like perturbations around the model's cascade forecast): members, "
     "exceedance probabilities and mean"
@@ -63,6 +97,9 @@ def ingest(
     address: str | None = typer.Option(None, help="Dask scheduler address (tcp://host:8786)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. store.chunk_time=24"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    reader_format: str | None = typer.Option(
+        None, "--format", help="reader name or pysteps:NAME (source.reader.format; default: detect by content)"
+    ),
 ) -> None:
     """Ingest radar files into a Zarr store (resumable; bad files are quarantined).
 
@@ -73,6 +110,7 @@ def ingest(
     from nowcast.ingest.run import run_ingest
 
     extra = list(overrides or []) + _engine_overrides(engine, master, address)
+    extra += [f"source.reader.format={reader_format}"] if reader_format else []
     try:
         cfg = load_config(IngestConfig, config, extra)
         summary = run_ingest(cfg, progress=progress)
@@ -205,7 +243,7 @@ def evaluate_baselines(
 @app.command()
 def inspect(
     files: list[Path] = typer.Argument(..., help="radar files to read (any format the readers know)"),
-    reader_format: str = typer.Option("auto", "--format", help="reader name, or auto-detect by content"),
+    reader_format: str = typer.Option("auto", "--format", help="reader name or pysteps:NAME, or auto-detect"),
     quantity: str | None = typer.Option(None, help="ODIM quantity or CF variable to read"),
 ) -> None:
     """Read each file as a scan and print its format, time, grid and rain statistics."""
@@ -228,7 +266,8 @@ def inspect(
         valid = np.isfinite(rain)
         wet = valid & (rain > 0)
         typer.echo(
-            f"{path}: {name} {scan.time} | {scan.grid.describe()} | crs {scan.grid.crs}\n"
+            f"{path}: {name} {scan.time} | {scan.quantity or 'rain rate'} | {scan.grid.describe()} "
+            f"| crs {scan.grid.crs}\n"
             f"  valid {valid.mean():.1%}, wet {wet.sum() / max(valid.sum(), 1):.1%} of valid, "
             f"mean {np.nanmean(rain):.3f} mm/h, max {np.nanmax(rain):.2f} mm/h"
         )
@@ -372,8 +411,11 @@ def predict(
     plot: bool = typer.Option(False, "--plot", help="also write a PNG panel and an animated GIF beside --out"),
     fallback: str | None = typer.Option(None, help="none, or extrapolation: optical flow when frames are missing"),
     tile_size: int | None = typer.Option(None, min=8, help="forecast in square tiles of this side (pixels)"),
-    reader_format: str = typer.Option("auto", "--format", help="raw files: reader name, or auto-detect"),
+    reader_format: str = typer.Option("auto", "--format", help="raw files: reader name or pysteps:NAME, or auto"),
     input_time_step: int | None = typer.Option(None, min=1, help=INPUT_TIME_STEP_HELP),
+    output_grid: str | None = typer.Option(
+        None, "--output-grid", help="raw files: model (default: the grid the model ran on) or input (the files' own)"
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="predict YAML (PredictConfig keys)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. tile_overlap=64"),
     members: int | None = typer.Option(None, "--members", min=2, help=MEMBERS_HELP),
@@ -398,6 +440,7 @@ def predict(
             fallback=fallback,
             tile_size=tile_size,
             input_time_step_s=input_time_step,
+            output_grid=output_grid,
         )
         check_out_path(out)
         until = _time_option(time, "--time")
@@ -440,33 +483,43 @@ def _command_line(ctx: typer.Context) -> str:
 
 
 def _raw_window(folder: Path, loaded, cfg, until, reader_format: str):
-    """Raw files -> input window: ingest's readers, coarsened to the model's pixel size when a whole multiple."""
-    from nowcast.errors import CheckpointError, ConfigError
-    from nowcast.ingest.align import plan_spatial
-    from nowcast.ingest.config import AlignConfig, ReaderOptions
+    """Raw files -> input window: ingest's readers, each scan regridded to the model's pixel size.
+
+    The model's grid is what ``nowcast.regrid`` makes of the input's (kept within 1 %, area
+    average when coarser, bilinear when finer, lon/lat to a local equal-area projection); the
+    window remembers the input's own grid for ``--output-grid input``.
+    """
+    import dataclasses
+
+    from nowcast.ingest.config import ReaderOptions
     from nowcast.ingest.readers import read_scan
     from nowcast.ingest.sources import time_from_name
     from nowcast.predict.raw_input import raw_window
+    from nowcast.regrid import Regridder, plan_regrid
     from nowcast.scan import Scan
 
     options = ReaderOptions(format=reader_format)
-    target = loaded.pixel_size_m
+    plans: dict[tuple, Regridder] = {}
 
     def read(path: str) -> Scan:
         scan = read_scan(path, options)
-        if target is None or scan.grid.pixel_size >= target * (1 - 1e-6):
-            return scan  # same size, or coarser: check_data_facts reports the mismatch
-        try:
-            plan = plan_spatial(scan.grid, AlignConfig(pixel_size_m=target))
-        except ConfigError:
-            raise CheckpointError(
-                f"{path}: pixel size {scan.grid.pixel_size:g} m cannot be coarsened to the "
-                f"checkpoint's pixel_size_m {target:g} m (not a whole multiple)"
-            ) from None
-        return Scan(scan.time, plan.apply(scan.rain_rate), plan.target, scan.source)
+        g = scan.grid
+        key = (g.shape, g.x[0], g.y[0], g.pixel_size, g.pixel_size_y, g.crs)
+        if key not in plans:
+            plans[key] = plan_regrid(g, loaded.pixel_size_m)
+            log.info("%s: input grid %s", path, plans[key].describe())
+        regrid = plans[key]
+        return Scan(scan.time, regrid.apply(scan.rain_rate), regrid.target, scan.source)
 
     step = cfg.input_time_step_s or loaded.time_step_s  # the files' own step where the user gave it
-    return raw_window(folder, read, step, loaded.cfg.num_input_frames, until, time_from_name, cfg.tolerance_s)
+    window = raw_window(
+        folder, read, step, loaded.cfg.num_input_frames, until, time_from_name, cfg.tolerance_s, reader_format != "auto"
+    )
+    sources = [r.source for r in plans.values() if r.target.same_as(window.frames.grid)]
+    if sources and not sources[-1].same_as(window.frames.grid):
+        frames = dataclasses.replace(window.frames, input_grid=sources[-1])
+        window = dataclasses.replace(window, frames=frames)
+    return window
 
 
 @app.command()

@@ -4,7 +4,8 @@ Conventions fixed here, once:
 - ``rain_rate`` is float32 in mm/h, shape ``(ny, nx)``; NaN means no data (outside radar
   range, blocked), 0 means measured dry.
 - Rows run north to south: ``y`` decreases with the row index, ``x`` increases with the column.
-- ``x``/``y`` are pixel centres in projection metres; ``crs`` is a proj string or WKT.
+- ``x``/``y`` are pixel centres in projection metres; ``crs`` is a proj string or WKT. A lon/lat
+  grid (GRIB2) has degrees and a geographic CRS; ``nowcast.regrid`` projects it.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ class Grid:
         )
 
     def describe(self) -> str:
+        from nowcast.regrid import is_geographic
+
+        unit = "degrees" if is_geographic(self.crs) else "m"
         return (
-            f"{self.shape[0]}x{self.shape[1]} pixels of {self.pixel_size:g} m, "
+            f"{self.shape[0]}x{self.shape[1]} pixels of {self.pixel_size:g} {unit}, "
             f"x {self.extent[0]:.0f}..{self.extent[1]:.0f}, y {self.extent[2]:.0f}..{self.extent[3]:.0f}"
         )
 
@@ -90,6 +94,7 @@ class Scan:
     rain_rate: np.ndarray  # (ny, nx) float32 mm/h, NaN = no data
     grid: Grid
     source: str = ""  # where it came from (file path), for messages
+    quantity: str = ""  # what the file held and how it became mm/h (e.g. "DBZH, Z = 200 R^1.6"), for messages
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "time", np.datetime64(self.time, "s"))

@@ -6,8 +6,17 @@ Layout of one store (a Zarr format 3 group per radar domain)::
     valid    (time,)       bool, True where a scan was ingested for that time
     time     (time,)       int64 seconds since 1970-01-01 UTC: a regular axis, origin + i * step
     y, x                   pixel centres, projection metres (y decreasing: north-up rows)
+    crs                    CF grid mapping (pyproj's CF attributes and crs_wkt), named by rainrate
     attrs                  crs, pixel_size_m, time_step_s, time_origin, source, units, chunking
+    zarr.json              also holds consolidated metadata, refreshed at the end of every ingest
     _manifest/             JSON records of every source file seen (see ``nowcast.manifest``)
+    ingest-config.yaml     the resolved config of the last ingest
+
+CF-1.8 as xarray and rioxarray read it: ``xr.open_zarr(path)`` opens from the consolidated
+metadata, so it never lists the folder and the manifest and config beside the arrays do not
+warn; ``ds.rio.crs`` comes from the ``crs`` variable. The project's own reads and writes open
+the live metadata (``use_consolidated=False``): consolidated metadata goes stale while an
+ingest grows the time axis, until the ingest ends and consolidates again.
 
 The time axis is pre-allocated and regular: a missing scan stays a row with ``valid=False``
 and NaN data, never an invented frame, and no time can be written twice by appending. Each
@@ -17,6 +26,7 @@ the same chunk. Readers see float32 mm/h with NaN, whatever the on-disk encoding
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +34,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from nowcast.cf import GRID_MAPPING, crs_attributes, xy_attributes
 from nowcast.errors import StoreError
 from nowcast.scan import Grid
 
@@ -121,7 +132,8 @@ def create_store(path: str, layout: StoreLayout, n_times: int, attrs: dict[str, 
             "scale_factor": SCALE_MMH,
             "add_offset": 0.0,
             "_FillValue": int(FILL_RAW),
-            "grid_mapping_proj": grid.crs,
+            "grid_mapping": GRID_MAPPING,
+            "coverage_content_type": "physicalMeasurement",
         }
     )
     valid = root.create_array(
@@ -133,19 +145,35 @@ def create_store(path: str, layout: StoreLayout, n_times: int, attrs: dict[str, 
     )
     time.attrs.update({"units": TIME_UNITS, "calendar": "proleptic_gregorian", "standard_name": "time"})
     time[:] = to_epoch_s(layout.time_origin) + np.arange(n_times, dtype=np.int64) * layout.time_step_s
-    for name, values, std in (("y", grid.y, "projection_y_coordinate"), ("x", grid.x, "projection_x_coordinate")):
+    for name, values in (("y", grid.y), ("x", grid.x)):
         coord = root.create_array(
             name, shape=values.shape, chunks=values.shape, dtype="float64", fill_value=0.0, dimension_names=(name,)
         )
         coord[:] = values
-        coord.attrs.update({"units": "m", "standard_name": std})
+        coord.attrs.update(xy_attributes(grid.crs, name))
+    mapping = root.create_array(GRID_MAPPING, shape=(), dtype="int32", fill_value=0, dimension_names=())
+    mapping.attrs.update(crs_attributes(grid.crs))
+    root.attrs["Conventions"] = "CF-1.8"
     root.attrs["template_complete"] = True  # written last: a half-made template is recreated
+    consolidate(path)
     return root
+
+
+def consolidate(path: str) -> None:
+    """Write the consolidated metadata that ``xr.open_zarr`` reads (after every change of shape).
+
+    zarr warns that the side files (manifest, config) are not Zarr nodes and that consolidated
+    metadata is not in the Zarr v3 specification yet; both are known here, and only here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(path, zarr_format=3)
 
 
 def open_group(path: str, mode: str = "r") -> zarr.Group:
     try:
-        root = zarr.open_group(path, mode=mode, zarr_format=3)
+        root = zarr.open_group(path, mode=mode, zarr_format=3, use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
         raise StoreError(f"no nowcast store at {path}: run `nowcast ingest` first") from e
     if RAIN_RATE not in root or VALID not in root:
@@ -286,14 +314,23 @@ class StoreReader:
 
 
 def open_dataset(path: str):
-    """The store as an xarray Dataset (rain rate decoded to mm/h, NaN for no data)."""
-    import warnings
+    """The store as an xarray Dataset: rain rate as float32 mm/h with NaN for no data.
 
+    Raises:
+        StoreError: a store written before consolidated metadata, naming the command that adds it.
+    """
     import xarray as xr
 
-    with warnings.catch_warnings():  # the manifest folder and the saved config sit beside the arrays
-        warnings.filterwarnings("ignore", message=".*is not recognized as a component of a Zarr hierarchy")
-        return xr.open_zarr(path, consolidated=False, zarr_format=3)
+    open_group(path)  # a nowcast store, or a StoreError naming the path
+    if zarr.open_group(path, mode="r", zarr_format=3).metadata.consolidated_metadata is None:
+        raise StoreError(
+            f"{path} was written by an older nowcast without consolidated metadata; run `nowcast ingest` "
+            'with its config again (nothing is re-read) or `python -c "import nowcast.store as s; '
+            f"s.consolidate('{path}')\"` to add it"
+        )
+    ds = xr.open_zarr(path, zarr_format=3)
+    ds[RAIN_RATE] = ds[RAIN_RATE].astype(np.float32)  # xarray decodes uint16 * 0.01 to float64
+    return ds
 
 
 def write_time_chunk(
@@ -348,4 +385,5 @@ def write_mock_store(
     for chunk in range(-(-n_times // chunk_time)):
         start, stop = chunk_bounds(layout, chunk, n_times)
         write_time_chunk(root, layout, chunk, rain[start:stop], valid[start:stop])
+    consolidate(path)
     return StoreReader(path)

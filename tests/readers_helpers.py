@@ -144,3 +144,46 @@ def write_odim(
             data.create_dataset("data", data=spec["raw"])
             data.create_group("what").attrs.update({"quantity": np.bytes_(spec["quantity"]), **spec.get("what", {})})
     return path
+
+
+GRID_KEYS = [
+    ("Ni", 30),
+    ("Nj", 20),
+    ("latitudeOfFirstGridPointInDegrees", 52.0),
+    ("longitudeOfFirstGridPointInDegrees", 265.0),  # 0..360 degrees east, as MRMS writes them
+    ("latitudeOfLastGridPointInDegrees", 51.81),
+    ("longitudeOfLastGridPointInDegrees", 265.29),
+    ("iDirectionIncrementInDegrees", 0.01),
+    ("jDirectionIncrementInDegrees", 0.01),
+    ("dataDate", 20240601),
+    ("dataTime", 1200),
+]
+GRIB_MISSING = 9999.0
+
+
+def write_grib(path, keys, values) -> dict:
+    """One GRIB2 message from ecCodes' sample; returns ecCodes' raw decode of what was written."""
+    import eccodes
+
+    gid = eccodes.codes_grib_new_from_samples("GRIB2")
+    for key, value in GRID_KEYS + keys:
+        eccodes.codes_set(gid, key, value)
+    eccodes.codes_set(gid, "bitmapPresent", 1)
+    eccodes.codes_set(gid, "missingValue", GRIB_MISSING)
+    eccodes.codes_set(gid, "packingType", "grid_simple")
+    eccodes.codes_set(gid, "bitsPerValue", 24)
+    eccodes.codes_set_values(gid, values)
+    with open(path, "wb") as f:
+        eccodes.codes_write(gid, f)
+    eccodes.codes_release(gid)
+    with open(path, "rb") as f:  # read back: what the file holds, decoded by ecCodes alone
+        gid = eccodes.codes_grib_new_from_file(f)
+        raw = {
+            "values": eccodes.codes_get_values(gid).reshape(20, 30),
+            "lat": eccodes.codes_get_array(gid, "distinctLatitudes"),
+            "lon": eccodes.codes_get_array(gid, "distinctLongitudes"),
+            "validityTime": eccodes.codes_get(gid, "validityTime"),
+        }
+        eccodes.codes_release(gid)
+    raw["values"][raw["values"] == GRIB_MISSING] = np.nan
+    return raw

@@ -148,12 +148,14 @@ def test_store_mismatch_and_bad_config_stop_before_work(tmp_path):
         run_ingest(make_config(tmp_path / "nowhere", tmp_path / "t.zarr"), progress=False)
     with pytest.raises(ConfigError, match="store.chunk_time"):
         validate(IngestConfig, {"source": {"paths": ["x"]}, "store": {"path": "s", "chunk_time": -1}})
-    unknown_reader = {"paths": [str(src)], "reader": {"format": "grib"}}
+    unknown_reader = {"paths": [str(src)], "reader": {"format": "mrms"}}
     grib = validate(
         IngestConfig,
         {"source": unknown_reader, "store": {"path": str(tmp_path / "g.zarr")}, "engine": {"name": "serial"}},
     )
-    with pytest.raises(ConfigError, match="source.reader.format: unknown reader 'grib'; available: cf, knmi, odim"):
+    with pytest.raises(
+        ConfigError, match="source.reader.format: unknown reader 'mrms'; available: cf, grib, knmi, odim"
+    ):
         run_ingest(grib, progress=False)  # not a quarantine of every file
     assert not (tmp_path / "g.zarr").exists()
 

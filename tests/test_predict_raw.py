@@ -49,16 +49,24 @@ def test_raw_files_are_coarsened_to_the_checkpoint_pixel_size(archive, tmp_path,
     np.testing.assert_allclose(ds["x"].values, -50_000 + 2000 * (np.arange(20) + 0.5))
     expected_mask = np.isnan(coarsen_mean(fields[4], 2, 0.5))
     np.testing.assert_array_equal(np.isnan(ds["rainfall_rate"].values[0]), expected_mask)
-    bad = cli(
-        "predict",
-        "--checkpoint",
-        write_checkpoint(tmp_path / "m1500.pt", pixel_size_m=1500.0),
-        "--input",
-        folder,
-        "--out",
-        tmp_path / "g.nc",
-    )
-    assert bad.exit_code == 2 and "1500" in bad.output and "not a whole multiple" in bad.output
+
+
+def test_raw_files_at_another_size_are_regridded_and_can_go_back(archive, tmp_path, cli):
+    """1 km files, a 1.5 km model: bilinear to 1.5 km; --output-grid input writes on the files' 1 km grid."""
+    folder, fields = archive
+    ckpt = write_checkpoint(tmp_path / "m1500.pt", pixel_size_m=1500.0)
+    done = cli("predict", "--checkpoint", ckpt, "--input", folder, "--out", tmp_path / "g.nc", "--leads", "1")
+    assert done.exit_code == 0, done.output
+    model_grid = xr.open_dataset(tmp_path / "g.nc")
+    assert np.diff(model_grid["x"].values) == pytest.approx(1500.0)
+    back = cli(
+        "predict", "--checkpoint", ckpt, "--input", folder, "--out", tmp_path / "h.nc", "--leads", "1",
+        "--output-grid", "input",
+    )  # fmt: skip
+    assert back.exit_code == 0, back.output
+    ds = xr.open_dataset(tmp_path / "h.nc")
+    np.testing.assert_allclose(ds["x"].values, -50_000 + 1000 * (np.arange(40) + 0.5))
+    assert (np.isnan(ds["rainfall_rate"].values[0]) == np.isnan(fields[4])).mean() > 0.97
 
 
 def test_raw_gap_names_the_missing_file_time(tmp_path, cli, tiny_checkpoint):

@@ -25,6 +25,7 @@ from tests.readers_helpers import (
     real,
     time_in_name,
     write_cf,
+    write_grib,
     write_odim,
 )
 
@@ -402,11 +403,19 @@ def test_detection_by_content_not_name(tmp_path):
 
 def test_unknown_format_names_the_choices(tmp_path):
     path = write_cf(tmp_path / "a.nc", field())
-    with pytest.raises(ConfigError, match="source.reader.format: unknown reader 'grib'; available: cf, knmi, odim"):
-        get_reader("grib")
-    with pytest.raises(ReaderError, match="available: cf, knmi, odim") as e:  # read_scan keeps the reader contract
-        read_scan(path, ReaderOptions(format="grib"))
+    choices = "available: cf, grib, knmi, odim"
+    with pytest.raises(ConfigError, match=f"source.reader.format: unknown reader 'mrms'; {choices}"):
+        get_reader("mrms")
+    with pytest.raises(ReaderError, match=choices) as e:  # read_scan keeps the reader contract
+        read_scan(path, ReaderOptions(format="mrms"))
     assert str(path) in str(e.value)
+
+
+def grib_sample(path) -> str:
+    """A GRIB2 precipitation rate (kg m-2 s-1) from ecCodes' sample."""
+    rate = [("typeOfFirstFixedSurface", 1), ("discipline", 0), ("parameterCategory", 1), ("parameterNumber", 7)]
+    write_grib(path, rate, np.full(600, 1e-4))
+    return str(path)
 
 
 def contract_sample(name: str, tmp_path) -> str:
@@ -414,6 +423,7 @@ def contract_sample(name: str, tmp_path) -> str:
         "cf": lambda: str(write_cf(tmp_path / "cf.nc", field())),
         "odim": lambda: str(odim_file(tmp_path)[0]),
         "knmi": lambda: real(KNMI_FILE),
+        "grib": lambda: grib_sample(tmp_path / "g.grib2"),
     }
     if name not in samples:
         pytest.fail(f"reader {name!r} has no sample file in this contract test; add one")
@@ -430,7 +440,8 @@ def test_every_reader_keeps_the_contract(name, tmp_path):
     assert scan.time.dtype == np.dtype("datetime64[s]")
     finite = np.isfinite(scan.rain_rate)
     assert finite.any() and scan.rain_rate[finite].min() >= 0
-    assert CRS.from_user_input(scan.grid.crs).is_projected
+    crs = CRS.from_user_input(scan.grid.crs)
+    assert crs.is_projected or crs.is_geographic  # metres, or lon/lat degrees that ingest and predict reproject
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"\x89HDF\r\n\x1a\n" + np.random.default_rng(1).bytes(2000))
     with pytest.raises(ReaderError) as e:  # called directly, a reader still raises only ReaderError

@@ -50,7 +50,9 @@ def _renamed_keys(section: str, data: Any) -> Any:
 class ReaderOptions(Section):
     """Options every reader receives; format-specific ones are ignored by the others."""
 
-    format: str = "auto"  # a reader name from nowcast.ingest.readers, or auto-detect by content
+    format: str = "auto"  # a reader name from nowcast.ingest.readers, pysteps:NAME, or auto-detect by content
+    # pysteps:NAME readers: the importer's arguments; empty = those pySTEPS' config file gives it
+    importer_kwargs: dict[str, Any] = {}
     quantity: str | None = None  # ODIM quantity to read (RATE, ACRR, DBZH); None = first of those found
     zr_a: float = Field(200.0, gt=0)  # Z = a R^b (Marshall-Palmer by default)
     zr_b: float = Field(1.6, gt=0)
@@ -95,8 +97,12 @@ class AlignConfig(Section):
     tolerance_s: float = Field(60.0, ge=0)  # scans this close to a step snap onto it
     source_time_step_s: int | None = Field(None, gt=0)  # set to average several scans per step
     crop: Crop | None = None
-    pixel_size_m: float | None = Field(None, gt=0)  # coarsen by area mean to this size (integer factor)
-    min_valid_fraction: float = Field(0.5, ge=0, le=1)  # of a coarse pixel's fine pixels, else no data
+    # resample to this size (nowcast.regrid: within 1 % kept; area average coarser, bilinear finer)
+    pixel_size_m: float | None = Field(None, gt=0)
+    # reproject to this CRS (PROJ string, WKT, EPSG:code); None: the source's, or a local
+    # equal-area projection (LAEA centred on the domain) for lon/lat sources
+    crs: str | None = None
+    min_valid_fraction: float = Field(0.5, ge=0, le=1)  # of a target pixel's area with data, else no data
 
     @model_validator(mode="before")
     @classmethod

@@ -200,11 +200,41 @@ def _check_doubtful(
     return bad
 
 
+def _say_time_steps(times: list[np.datetime64], align: AlignConfig) -> None:
+    """Files at another step than the store's axis: say what happens and the key that changes it."""
+    seconds = np.unique(np.array(times, dtype="datetime64[s]").astype(np.int64))
+    gaps, counts = np.unique(np.diff(seconds), return_counts=True)
+    if len(seconds) < 3 or not len(gaps):
+        return
+    spacing = int(gaps[np.argmax(counts)])  # the usual spacing: missing files only widen some gaps
+    axis = align.source_time_step_s or align.time_step_s
+    if spacing == axis:
+        log.info("files every %d s onto the store's %d s time axis", spacing, align.time_step_s)
+    elif spacing > axis:
+        log.warning(
+            "files every %d s onto a %d s time axis: the steps between them stay missing; set "
+            "align.time_step_s: %d to store them at their own step",
+            spacing,
+            axis,
+            spacing,
+        )
+    else:
+        log.warning(
+            "files every %d s onto a %d s time axis: one scan per step is kept, the others are reported as "
+            "duplicates; set align.source_time_step_s: %d to average them into each step",
+            spacing,
+            axis,
+            spacing,
+        )
+
+
 def _source_grid_from(new: list[SourceFile], times: dict, config: IngestConfig):
     """The source grid, read from the first new file that reads (in time order)."""
     for src in sorted((s for s in new if s.path in times), key=lambda s: times[s.path]):
         try:
-            return read_scan(src.path, config.source.reader).grid
+            scan = read_scan(src.path, config.source.reader)
+            log.info("reading %s (%s, as in %s)", scan.quantity or "rain rate", config.source.reader.format, src.path)
+            return scan.grid
         except ReaderError as e:
             log.debug("grid probe: %s", e)
     return None
@@ -297,6 +327,7 @@ def plan(config: IngestConfig, engine: Engine) -> Plan:
         return base
 
     times, records = _plan_times(new, config, engine)
+    _say_time_steps(list(times.values()), config.align)
     anchors = _stored_span(path) if exists else []
     trusted, doubtful = _split_outlying_times(times, anchors)
     source_grid = _source_grid_from(new, trusted, config) or _source_grid_from(
@@ -319,6 +350,7 @@ def plan(config: IngestConfig, engine: Engine) -> Plan:
         return replace(base, records=records, failure=failure)
 
     spatial = plan_spatial(source_grid, config.align)
+    log.info("grid: %s", spatial.regrid.describe())
     root = store.open_group(path) if exists else None
     existing = store.read_layout(root) if root is not None else None
     layout = _layout_for(config, spatial, list(times.values()), existing)
@@ -496,6 +528,7 @@ def _report(summary: IngestSummary, records: list[Record]) -> None:
 
 
 def _finish(summary: IngestSummary, path: str) -> None:
+    store.consolidate(path)  # what xr.open_zarr reads: the store's shape as this run leaves it
     root = store.open_group(path)
     valid = np.asarray(root[store.VALID][:], dtype=bool)
     summary.n_times, summary.n_valid = len(valid), int(valid.sum())

@@ -87,6 +87,7 @@ class Placement:
     file: FileJob
     record: Record
     field: np.ndarray | None = None  # (ny, nx) float32 mm/h on the store's grid
+    quantity: str = ""  # what the file held (Scan.quantity), to refuse mixed products at one time
     carry: bool = False  # a known file unreadable now: its row keeps what the store holds
 
 
@@ -156,8 +157,13 @@ def place_file(file: FileJob, context: JobContext) -> Placement:
             f"{context.spatial.source.describe()}"
         )
     else:
-        return Placement(file, record, context.spatial.apply(scan.rain_rate))
+        return Placement(file, record, context.spatial.apply(scan.rain_rate), quantity=scan.quantity)
     return Placement(file, record)
+
+
+def _kind(quantity: str) -> str:
+    """The product a quantity names (RATE, ACRR, DBZH, a variable), without the conversion details."""
+    return quantity.split(" ", 1)[0].split(",", 1)[0]
 
 
 def assemble_chunk(job: ChunkJob, placements: Iterable[Placement]) -> AssembledChunk:
@@ -175,6 +181,7 @@ def assemble_chunk(job: ChunkJob, placements: Iterable[Placement]) -> AssembledC
     nodata = np.zeros(rain.shape, bool) if averaging else None
     counts = np.zeros(n_rows, np.int32)
     used: dict[int, list[Record]] = {}
+    kinds: dict[int, tuple[str, str]] = {}  # row -> (quantity, path) of the first file placed there
     records: list[Record] = []
     carry: list[int] = []
 
@@ -187,6 +194,15 @@ def assemble_chunk(job: ChunkJob, placements: Iterable[Placement]) -> AssembledC
         if placement.field is None:
             continue
         row = file.index - job.start  # a placed file lies on its planned row
+        kind = _kind(placement.quantity)
+        first = kinds.setdefault(row, (kind, record.path))
+        if kind != first[0]:
+            record.status = QUARANTINED
+            record.reason = (
+                f"{record.path}: {placement.quantity} at {record.time}, where {first[1]} gives {first[0]}: two "
+                "products at one time; set source.reader.quantity to pick one, or source.exclude the other files"
+            )
+            continue
         if not file.known and (file.index in keep or (not averaging and counts[row] > 0)):
             record.status, record.reason = DUPLICATE, f"time {record.time} already written"
             continue

@@ -26,6 +26,8 @@ class PredictConfig(Section):
     # the input's time step when it is not the model's: the model then steps at it, one lead per input step
     # (None: the input must be at the model's step; skill at other steps: see the model card)
     input_time_step_s: int | None = Field(None, ge=1)
+    # where the forecast is written: the grid the model ran on, or back on the input files' own grid
+    output_grid: Literal["model", "input"] = "model"
     plot: bool = False  # a PNG panel and a GIF beside the output
     ensemble: EnsembleConfig = EnsembleConfig()  # how members are perturbed (`predict --members`)
 

@@ -36,6 +36,7 @@ class Frames:
     grid: Grid
     time_step_s: int
     source: str = ""  # the store or folder, for messages and the output's attributes
+    input_grid: Grid | None = None  # the files' own grid when they were regridded onto ``grid``
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "times", np.asarray(self.times, dtype="datetime64[s]"))
@@ -169,7 +170,7 @@ def select_window(frames: Frames, num_input_frames: int) -> Window:
     ok[ok] = frames.valid[index[ok]]
     rain = np.full((num_input_frames, *frames.grid.shape), np.nan, np.float32)
     rain[ok] = frames.rain[index[ok]]
-    window = Frames(wanted, rain, ok, frames.grid, frames.time_step_s, frames.source)
+    window = Frames(wanted, rain, ok, frames.grid, frames.time_step_s, frames.source, frames.input_grid)
     return Window(window, init_time, wanted[~ok])
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from nowcast.checkpoint import load_checkpoint, model_from_checkpoint
 from nowcast.errors import CheckpointError
 from nowcast.model import Model, ModelConfig, build_model
+from nowcast.regrid import SAME_SIZE_RTOL
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,7 @@ def check_data_facts(
         log.info("%s runs on %s at %g m and %d s steps", loaded.path, source, pixel_size_m, int(time_step_s))
         return
     problems = []
-    if loaded.pixel_size_m is not None and not math.isclose(
-        loaded.pixel_size_m, pixel_size_m, rel_tol=1e-6, abs_tol=0.5
-    ):
+    if loaded.pixel_size_m is not None and not math.isclose(loaded.pixel_size_m, pixel_size_m, rel_tol=SAME_SIZE_RTOL):
         problems.append(f"pixel_size_m: checkpoint {loaded.pixel_size_m:g} m, input {pixel_size_m:g} m")
     step = int(time_step_s)
     if input_time_step_s is not None and input_time_step_s != step:
@@ -184,11 +183,14 @@ def check_data_facts(
                 step,
             )
     if problems:
-        raise CheckpointError(
-            f"{loaded.path} does not match {source}: "
-            + "; ".join(problems)
-            + ". Use a checkpoint trained on this resolution, or ingest the input at it"
+        fix = (
+            f"ingest the input again with align.pixel_size_m: {loaded.pixel_size_m:g} (any pixel size or CRS is "
+            "resampled), pass the folder of raw files as --input (regridded on the fly), or use a checkpoint "
+            "trained at this resolution"
+            if problems[0].startswith("pixel_size_m")
+            else "use a checkpoint trained at this time step"
         )
+        raise CheckpointError(f"{loaded.path} does not match {source}: " + "; ".join(problems) + ". To fix: " + fix)
     if loaded.pixel_size_m is None or loaded.time_step_s is None:
         log.warning("%s records no pixel_size_m/time_step_s; cannot check it fits %s", loaded.path, source)
     trained_crs = loaded.config.get("crs")

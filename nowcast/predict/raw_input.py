@@ -24,19 +24,35 @@ from nowcast.scan import Scan
 
 log = logging.getLogger(__name__)
 
-SKIP_SUFFIXES = (".tmp", ".part", ".yaml", ".json", ".md", ".txt", ".png", ".gif")
+TEMPORARY_SUFFIXES = (".tmp", ".part")
+SIDE_SUFFIXES = (".yaml", ".json", ".md", ".txt", ".png", ".gif")  # pictures and notes beside radar files
+SKIP_SUFFIXES = TEMPORARY_SUFFIXES + SIDE_SUFFIXES
 
 
-def list_files(folder: str | Path) -> list[str]:
-    """Every visible file under ``folder`` (recursively), sorted; temporary and side files left out."""
+def list_files(folder: str | Path, keep_side_files: bool = False) -> list[str]:
+    """Every visible file under ``folder`` (recursively), sorted; temporary and side files left out.
+
+    Args:
+        folder: the folder.
+        keep_side_files: keep ``.gif``, ``.txt`` and the like (a format was named, e.g.
+            MeteoSwiss GIFs with ``--format pysteps:mch_gif``); temporary files are always left out.
+
+    Raises:
+        MissingFramesError: nothing left, saying what was left out and how to keep it.
+    """
     folder = Path(folder)
-    files = [
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(SKIP_SUFFIXES)
-    ]
+    skip = TEMPORARY_SUFFIXES if keep_side_files else SKIP_SUFFIXES
+    visible = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    files = [p for p in visible if not p.name.lower().endswith(skip)]
     if not files:
-        raise MissingFramesError(f"{folder}: no radar files in this folder")
+        left_out = sorted({p.suffix.lower() for p in visible if p.name.lower().endswith(SIDE_SUFFIXES)})
+        why = (
+            f"; {len(visible)} files left out as pictures or notes ({', '.join(left_out)}): if they are radar "
+            "files (MeteoSwiss GIFs), name their format, e.g. --format pysteps:mch_gif"
+            if left_out
+            else ""
+        )
+        raise MissingFramesError(f"{folder}: no radar files in this folder{why}")
     return [str(p) for p in sorted(files)]
 
 
@@ -183,6 +199,7 @@ def raw_window(
     until: Any = None,
     time_of_name: Callable[[str], Any] | None = None,
     tolerance_s: float = 60.0,
+    keep_side_files: bool = False,
 ) -> Window:
     """The input window from a folder of raw files (``select_window`` over ``frames_from_files``).
 
@@ -195,12 +212,13 @@ def raw_window(
         until: latest init time wanted; None = the newest scan.
         time_of_name: file-name time stamps, to open only the newest files.
         tolerance_s: how far a scan time may be from a step.
+        keep_side_files: read ``.gif`` and the like too (see ``list_files``).
 
     Raises:
         CheckpointError: the checkpoint records no time step.
         MissingFramesError: no usable file.
     """
-    paths = list_files(folder)
+    paths = list_files(folder, keep_side_files)
     if time_step_s is None and time_of_name is not None:
         time_step_s = step_from_names(paths, time_of_name, until)
         if time_step_s is not None:

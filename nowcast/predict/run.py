@@ -118,6 +118,21 @@ def make_forecast(loaded: LoadedModel, window: Window, cfg: PredictConfig) -> Fo
     return Forecast(rain, window.init_time, frames.grid, frames.time_step_s, window, description=loaded.title)
 
 
+def on_input_grid(forecast: Forecast) -> Forecast:
+    """The forecast resampled back onto the grid of the input files (``--output-grid input``)."""
+    from dataclasses import replace
+
+    from nowcast.regrid import regridder_to
+
+    source = forecast.window.frames.input_grid
+    if source is None:
+        log.info("--output-grid input: the input was not regridded; the forecast is on its grid already")
+        return forecast
+    regrid = regridder_to(forecast.grid, source)
+    log.info("--output-grid input: forecast %s", regrid.describe())
+    return replace(forecast, rain=regrid.apply(forecast.rain), grid=source)
+
+
 def predict_to_file(
     loaded: LoadedModel, window: Window, cfg: PredictConfig, out: str | Path, history: str = ""
 ) -> dict[str, Any]:
@@ -137,6 +152,8 @@ def predict_to_file(
 
     out = check_out_path(out)  # before any work: a bad extension costs nothing
     forecast = make_forecast(loaded, window, cfg)
+    if cfg.output_grid == "input":
+        forecast = on_input_grid(forecast)
     paths = {"forecast": write_forecast(forecast, out, loaded, cfg, history)}
     if cfg.plot:
         from nowcast.predict.plot import plot_forecast

@@ -26,6 +26,7 @@ import numpy as np
 
 from nowcast import __version__
 from nowcast.atomic import atomic_write
+from nowcast.cf import crs_attributes, xy_attributes
 from nowcast.config import dump_config
 from nowcast.errors import ConfigError, output_error
 from nowcast.predict.config import PredictConfig
@@ -50,29 +51,6 @@ def check_out_path(out: str | Path) -> Path:
             f"--out {out}: unknown extension {out.suffix!r}; use one of {', '.join((*NETCDF_SUFFIXES, ZARR_SUFFIX))}"
         )
     return out
-
-
-def crs_attributes(crs: str) -> dict[str, Any]:
-    """CF grid-mapping attributes of ``crs`` (pyproj ``to_cf``), always with crs_wkt and proj4."""
-    from pyproj import CRS
-
-    try:
-        parsed = CRS.from_user_input(crs)
-    except Exception as e:  # pyproj raises CRSError, but a bad string may raise others
-        log.warning("CRS %r is not understood by pyproj (%s); writing it as given", crs, e)
-        return {"crs_wkt": crs, "proj4": crs}
-    try:
-        attrs = {k: v for k, v in parsed.to_cf().items() if v is not None}
-    except Exception as e:  # some projections have no CF grid mapping
-        log.warning("no CF grid mapping for %r (%s); writing WKT only", crs, e)
-        attrs = {}
-    if attrs.get("grid_mapping_name") == "polar_stereographic" and "latitude_of_projection_origin" not in attrs:
-        # CF requires it (+-90); pyproj leaves it out when the projection is given by a standard parallel
-        north = float(np.ravel(attrs.get("standard_parallel", 90.0))[0]) >= 0
-        attrs["latitude_of_projection_origin"] = 90.0 if north else -90.0
-    attrs.setdefault("crs_wkt", parsed.to_wkt())
-    attrs["proj4"] = crs if crs.strip().startswith("+") else parsed.to_proj4()
-    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in attrs.items()}
 
 
 def forecast_dataset(forecast: Any, loaded: LoadedModel, cfg: PredictConfig, history: str = ""):
@@ -104,8 +82,8 @@ def forecast_dataset(forecast: Any, loaded: LoadedModel, cfg: PredictConfig, his
             np.datetime64(forecast.init_time, "ns"),
             {"standard_name": "forecast_reference_time", "long_name": "time of the last input frame"},
         ),
-        "y": ("y", grid.y, {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}),
-        "x": ("x", grid.x, {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}),
+        "y": ("y", grid.y, xy_attributes(grid.crs, "y")),
+        "x": ("x", grid.x, xy_attributes(grid.crs, "x")),
     }
     rain_attrs = {
         "units": "mm h-1",

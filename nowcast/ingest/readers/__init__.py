@@ -2,7 +2,8 @@
 
 Contract of every reader (checked for all of them by one generic test):
 - returns a :class:`nowcast.scan.Scan`: valid time (UTC), float32 rain rate in mm/h with NaN
-  for no data and 0 for measured dry, a north-up grid in projection metres with its CRS;
+  for no data and 0 for measured dry, a north-up grid in projection metres with its CRS (or in
+  lon/lat degrees, EPSG:4326, which ``nowcast.regrid`` projects), and what it read (``quantity``);
 - converts whatever the file holds (rate, accumulation, reflectivity) to mm/h;
 - raises :class:`nowcast.errors.ReaderError` naming the file and the problem for anything it
   cannot read (damaged, truncated, empty, wrong content, implausible values); never anything else.
@@ -12,6 +13,8 @@ An unknown reader name is a mistake in the config, not in a file: ``get_reader``
 engines); ``read_scan`` turns it into the file's ReaderError, to keep the contract above.
 
 The format is detected from the file's content (magic bytes, conventions), not its name.
+``pysteps:NAME`` names any pySTEPS importer (``readers/pysteps_importer.py``); those are never
+detected, since most of pySTEPS' formats carry no signature of their own.
 """
 
 from __future__ import annotations
@@ -55,12 +58,18 @@ def get_reader(name: str) -> Reader:
         ConfigError: no reader of that name; the message lists the available ones.
     """
     _load_builtin()
+    if name.startswith("pysteps:"):
+        from nowcast.ingest.readers.pysteps_importer import pysteps_reader
+
+        if name not in _READERS:
+            _READERS[name] = pysteps_reader(name.removeprefix("pysteps:"))
+        return _READERS[name]
     try:
         return _READERS[name]
     except KeyError:
         raise ConfigError(
             f"source.reader.format: unknown reader {name!r}; available: {', '.join(available())} "
-            "(or auto, to detect the format from the content)"
+            "(or auto, to detect the format from the content; or pysteps:NAME for any pySTEPS importer)"
         ) from None
 
 
@@ -95,4 +104,4 @@ def read_scan(path: str, options: ReaderOptions | None = None) -> Scan:
 
 def _load_builtin() -> None:
     # Imported here so that registering has no import-order surprises.
-    from nowcast.ingest.readers import cf, knmi, odim  # noqa: F401
+    from nowcast.ingest.readers import cf, grib, knmi, odim  # noqa: F401

@@ -302,9 +302,13 @@ def read_cf(path: str, options: ReaderOptions) -> Scan:
         rain = _packing_noise_as_dry(var, values, rain, path)
         x, y = _metres(xvar, path), _metres(yvar, path)
         crs = _crs(ds, var, path)
+        words = f"{var.name} ({getattr(var, 'standard_name', '?')}, {getattr(var, 'units', '?')})"
+        if getattr(var, "standard_name", "") == REFLECTIVITY:
+            words += f", Z = {options.zr_a:g} R^{options.zr_b:g} to mm/h"
     if y.size > 1 and y[1] > y[0]:  # south-up file: flip to north-up rows
         y, rain = y[::-1], rain[::-1]
     if x.size > 1 and x[1] < x[0]:
         x, rain = x[::-1], rain[:, ::-1]
     grid = Grid(x=x, y=y, crs=crs)
-    return Scan(time=time, rain_rate=np.ascontiguousarray(rain, dtype=np.float32), grid=grid, source=path)
+    rain = np.ascontiguousarray(rain, dtype=np.float32)
+    return Scan(time=time, rain_rate=rain, grid=grid, source=path, quantity=words)

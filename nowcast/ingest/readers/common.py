@@ -134,7 +134,7 @@ def validate_scan(scan: Scan, path: str, options: ReaderOptions) -> Scan:
     if np.any(rain < 0):
         rain = np.where(rain < 0, np.float32(0), rain)
     if rain is not scan.rain_rate:
-        scan = Scan(time=scan.time, rain_rate=rain, grid=scan.grid, source=scan.source)
+        scan = Scan(time=scan.time, rain_rate=rain, grid=scan.grid, source=scan.source, quantity=scan.quantity)
     return scan
 
 

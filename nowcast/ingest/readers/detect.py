@@ -12,6 +12,7 @@ from nowcast.ingest.readers.common import text
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 HDF5_OFFSETS = (0, 512, 1024, 2048)  # the superblock may follow a user block of these sizes
 NETCDF_CLASSIC_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+GRIB_MAGIC = b"GRIB"
 
 
 def detect_format(path: str) -> str:
@@ -21,7 +22,8 @@ def detect_format(path: str) -> str:
         path: a radar file.
 
     Returns:
-        ``"odim"``, ``"knmi"`` or ``"cf"``.
+        ``"odim"``, ``"knmi"``, ``"cf"`` or ``"grib"`` (formats read through pySTEPS are named
+        in the config or with ``--format pysteps:NAME``: their files carry no common signature).
 
     Raises:
         ReaderError: missing, empty, unreadable, or not a format this project reads.
@@ -37,6 +39,8 @@ def detect_format(path: str) -> str:
         raise ReaderError(f"{path}: empty file")
     if head[:4] in NETCDF_CLASSIC_MAGICS:
         return "cf"
+    if head[:4] == GRIB_MAGIC:
+        return "grib"
     if any(head[o : o + len(HDF5_MAGIC)] == HDF5_MAGIC for o in HDF5_OFFSETS):
         return _detect_hdf5(path)
     raise ReaderError(f"{path}: not a radar file this project reads (formats: {_formats()})")

@@ -125,14 +125,15 @@ def read_knmi(path: str, options: ReaderOptions) -> Scan:
                 )
             else:
                 hours = fallback_period_hours(options, path, parameter)
-            rain = values / hours
+            rain, words = values / hours, f"{parameter} over {hours * 60:g} min, / {hours:g} h to mm/h"
         elif parameter == RATE:
-            rain = values
+            rain, words = values, f"{parameter}"
         elif parameter == REFLECTIVITY:
             rain = reflectivity_to_rain(values, options.zr_a, options.zr_b)
+            words = f"{parameter}, Z = {options.zr_a:g} R^{options.zr_b:g} to mm/h"
         else:
             raise ReaderError(
                 f"{path}: image_geo_parameter {parameter!r} is not one of {ACCUMULATION}, {RATE}, {REFLECTIVITY}"
             )
         grid = _grid(f, rain.shape, path)
-    return Scan(time=end, rain_rate=rain.astype(np.float32), grid=grid, source=path)
+    return Scan(time=end, rain_rate=rain.astype(np.float32), grid=grid, source=path, quantity=words)

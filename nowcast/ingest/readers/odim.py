@@ -145,7 +145,7 @@ def read_odim(path: str, options: ReaderOptions) -> Scan:
         if values.ndim != 2:
             raise ReaderError(f"{path}: {data.name}/data has shape {values.shape}, expected (y, x)")
         if quantity == "RATE":
-            rain = values
+            rain, words = values, "RATE in mm/h"
         elif quantity == "ACRR":
             start = _lookup(chain, "what", "startdate"), _lookup(chain, "what", "starttime")
             end = _lookup(chain, "what", "enddate"), _lookup(chain, "what", "endtime")
@@ -153,13 +153,14 @@ def read_odim(path: str, options: ReaderOptions) -> Scan:
                 hours = fallback_period_hours(options, path, "ACRR")
             else:
                 hours = period_hours(_datetime(*start, path, "start"), _datetime(*end, path, "end"), path, "ACRR")
-            rain = values / hours
+            rain, words = values / hours, f"ACRR over {hours * 60:g} min, / {hours:g} h to mm/h"
         elif quantity == "DBZH":
             rain = reflectivity_to_rain(values, options.zr_a, options.zr_b)
+            words = f"DBZH reflectivity, Z = {options.zr_a:g} R^{options.zr_b:g} to mm/h"
         else:
             raise ReaderError(f"{path}: quantity {quantity} is not rain; readable: {', '.join(PREFERRED)}")
         rain = np.where(dry, 0.0, rain)
         rain[no_data] = np.nan
         time = _datetime(_lookup([f], "what", "date"), _lookup([f], "what", "time"), path, "what")
         grid = _grid(f, dataset, rain.shape, path)
-    return Scan(time=time, rain_rate=rain.astype(np.float32), grid=grid, source=path)
+    return Scan(time=time, rain_rate=rain.astype(np.float32), grid=grid, source=path, quantity=words)
