@@ -196,7 +196,8 @@ def make_ensemble(
     )
     note = f"mean of {n_members} members around {centred_on(loaded.model)}"
     forecast = Forecast(mean, window.init_time, frames.grid, frames.time_step_s, window, "ensemble mean", note)
-    return EnsembleForecast(forecast, members, probabilities, tuple(float(t) for t in thresholds), seed, note)
+    thresholds = tuple(float(t) for t in thresholds)
+    return EnsembleForecast(forecast, members, probabilities, thresholds, seed, centred_on(loaded.model))
 
 
 def ensemble_dataset(result: EnsembleForecast, loaded: LoadedModel, cfg: PredictConfig, history: str = ""):
