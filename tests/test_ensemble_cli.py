@@ -78,6 +78,7 @@ def test_evaluate_members_scores_the_ensemble_and_steps(store, ckpt, tmp_path):
     done = invoke(
         "evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", out, "--leads", 3, "--max-starts", 2,
         "--stride", 3, "--members", 4, "--baselines", "persistence",
+        "ensemble.noise_scale=0", "ensemble.motion_scale=0",
     )  # fmt: skip
     assert done.exit_code == 0, done.output
     assert {"ensemble.json", "ensemble.md", "ensemble.png", "scores.json"} <= {p.name for p in out.iterdir()}
@@ -87,4 +88,7 @@ def test_evaluate_members_scores_the_ensemble_and_steps(store, ckpt, tmp_path):
         assert len(method["CRPS"]) == 3 and all(v >= 0 for v in method["CRPS"])
         assert len(method["rank_histogram"][0]) == 5
     assert "CRPS" in scores["comparisons"]["steps"]
+    # the config's ensemble section reaches the members: unperturbed, they are all the control
+    assert all(v == 0 for v in scores["methods"]["model ensemble"]["spread"])
+    assert all(v > 0 for v in scores["methods"]["steps"]["spread"])
     assert "## CRPS" in done.output
