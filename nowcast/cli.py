@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 import typer.core
 
 from nowcast.errors import NowcastError
 from nowcast.logs import setup_logging
+
+if TYPE_CHECKING:
+    from nowcast.model.ensemble import EnsembleConfig
 
 LOG_OPTIONS = ("--log-level", "--log-file")
 
@@ -606,13 +610,16 @@ def evaluate(
     if members:
         window = {"start": times["start"], "end": times["end"], "stride": stride, "max_starts": max_starts}
         try:
-            _evaluate_members(loaded, reader, members, seed, lead_count(loaded, cfg), window, out)
+            _evaluate_members(loaded, reader, members, seed, lead_count(loaded, cfg), window, out, cfg.ensemble)
         except NowcastError as e:
             fail(e)
 
 
-def _evaluate_members(loaded, reader, n_members: int, seed: int, n_leads: int, window: dict, out: Path) -> None:
-    """``evaluate --members``: the model's ensemble and pySTEPS STEPS on the same starts -> ensemble.*."""
+def _evaluate_members(
+    loaded, reader, n_members: int, seed: int, n_leads: int, window: dict, out: Path, ens: EnsembleConfig
+) -> None:
+    """``evaluate --members``: the model's ensemble (perturbed as ``ens``, the config's
+    ``ensemble`` section) and pySTEPS STEPS on the same starts -> ensemble.*."""
     from nowcast.predict.ensemble import ensemble_forecaster
     from nowcast.verify.ensemble_baselines import make_ensemble_forecaster
     from nowcast.verify.ensemble_evaluate import evaluate_ensembles
@@ -620,7 +627,7 @@ def _evaluate_members(loaded, reader, n_members: int, seed: int, n_leads: int, w
 
     grid = {"time_step_s": reader.layout.time_step_s, "pixel_size_m": reader.grid.pixel_size}
     forecasters = {
-        "model ensemble": ensemble_forecaster(loaded.model, n_members, seed, **grid),
+        "model ensemble": ensemble_forecaster(loaded.model, n_members, seed, ens, **grid),
         "steps": make_ensemble_forecaster("steps", n_members, reader.grid.pixel_size, reader.layout.time_step_s, seed),
     }
     result = evaluate_ensembles(reader, forecasters, n_members, loaded.cfg.num_input_frames, n_leads, **window)

@@ -55,3 +55,27 @@ def test_read_scan_gives_a_data_array(tmp_path):
     path = next((tmp_path / "radar").rglob("*.nc"))
     scan = nowcast.read_scan(path)
     assert isinstance(scan, xr.DataArray) and scan.shape == (16, 20) and scan.attrs["units"] == "mm h-1"
+
+
+def test_forecast_with_members_is_the_command_line_ensemble(store):
+    """``members=`` gives the members ``predict --members`` makes (same seed), their exceedance
+    probabilities and mean, on the frames' valid times."""
+    from nowcast.predict.ensemble import run_ensemble
+    from nowcast.predict.loading import load_method
+
+    frames = nowcast.open_store(store.path)["rainrate"].isel(time=slice(0, 6))
+    out = nowcast.forecast(frames, method="sprog", leads=3, members=3, seed=7, probabilities=(1, 0.5))
+    members = out["rainfall_rate_members"]
+    assert members.dims == ("realization", "time", "y", "x") and members.shape == (3, 3, 48, 48)
+    assert out["threshold"].values.tolist() == [0.5, 1.0]
+    np.testing.assert_array_equal(out["lead_time"].values, [5.0, 10.0, 15.0])
+    loaded = load_method("sprog", None, 3)
+    expected = np.concatenate(list(run_ensemble(loaded.model, frames.values[-4:], 3, 3, 7)))
+    np.testing.assert_allclose(members.values, expected, atol=0.006, equal_nan=True)
+    finite = np.isfinite(members.values).all(axis=0)
+    probability = (members.values >= 1.0).mean(axis=0)
+    np.testing.assert_allclose(out["probability"].values[1][finite], probability[finite])
+    np.testing.assert_allclose(out["rainfall_rate"].values[finite], members.values.mean(axis=0)[finite], rtol=1e-6)
+    assert np.isnan(out["probability"].values[0][~finite]).all()
+    with pytest.raises(ConfigError, match="at least 2 members"):
+        nowcast.forecast(frames, method="sprog", leads=3, members=1)

@@ -53,7 +53,7 @@ def test_predict_members_writes_members_probabilities_and_mean(store, ckpt, tmp_
         np.testing.assert_allclose(ds["rainfall_rate"].values[both], members.mean(axis=0)[both], atol=0.01)
         assert ds["rainfall_rate"].attrs["cell_methods"] == "realization: mean"
         assert ds.attrs["ensemble_members"] == 4 and ds.attrs["ensemble_seed"] == 3
-        assert "S-PROG" in ds.attrs["ensemble_centre"]  # the tiny model is a ConvLSTM
+        assert ds.attrs["ensemble_centre"] == "S-PROG (the model is not a cascade)"  # the tiny model is a ConvLSTM
         assert (members[np.isfinite(members)] >= 0).all() and np.isnan(members).any()
     again = tmp_path / "g.zarr"
     assert invoke(*[a if a != out else again for a in args], "--probabilities", "1,5").exit_code == 0
@@ -78,6 +78,7 @@ def test_evaluate_members_scores_the_ensemble_and_steps(store, ckpt, tmp_path):
     done = invoke(
         "evaluate", "--checkpoint", ckpt, "--store", store.path, "--out", out, "--leads", 3, "--max-starts", 2,
         "--stride", 3, "--members", 4, "--baselines", "persistence",
+        "ensemble.noise_scale=0", "ensemble.motion_scale=0",
     )  # fmt: skip
     assert done.exit_code == 0, done.output
     assert {"ensemble.json", "ensemble.md", "ensemble.png", "scores.json"} <= {p.name for p in out.iterdir()}
@@ -87,4 +88,7 @@ def test_evaluate_members_scores_the_ensemble_and_steps(store, ckpt, tmp_path):
         assert len(method["CRPS"]) == 3 and all(v >= 0 for v in method["CRPS"])
         assert len(method["rank_histogram"][0]) == 5
     assert "CRPS" in scores["comparisons"]["steps"]
+    # the config's ensemble section reaches the members: unperturbed, they are all the control
+    assert all(v == 0 for v in scores["methods"]["model ensemble"]["spread"])
+    assert all(v > 0 for v in scores["methods"]["steps"]["spread"])
     assert "## CRPS" in done.output

@@ -181,6 +181,7 @@ def members(
     grid = pixel_grid(h, w, device)
     displacement = torch.zeros(b, 2, h, w, device=device)
     step_minutes = time_step_s / 60
+    directions = perturb.flow_directions(setup.flow)
     out = torch.empty(b, n, h, w, device=device)
     for k in range(n):
         field = setup.control[k].expand(b, h, w)
@@ -204,6 +205,7 @@ def members(
                 ens.p_parallel,
                 ens.p_perpendicular,
                 ens.motion_scale,
+                directions,
             )  # (B, 2, H, W)
         else:
             velocity = setup.flow[None].expand(b, -1, -1, -1)

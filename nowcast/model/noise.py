@@ -90,10 +90,14 @@ def noise_levels(white: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, L, H, W // 2 + 1) complex64: the rfft2 of each level, zero mean and unit std in space.
     """
-    width = white.shape[-1]
-    levels = torch.fft.rfft2(white.float())[:, None] * filters[None]  # (B, L, H, W//2 + 1)
-    std = spectral_std(levels, width).clamp(min=1e-12)  # (B, L)
-    return levels / std[..., None, None]
+    height, width = white.shape[-2:]
+    spectrum = torch.fft.rfft2(white.float())  # (B, H, W//2 + 1)
+    # the filters are real, so a level's power is |white|^2 times the filter's square: every
+    # level's std (``spectral_std``) from one product, without forming the levels' power
+    power = (spectrum.real.square() + spectrum.imag.square()) * parseval_weights(width, white.device)
+    std = (power.flatten(1) @ filters.square().flatten(1).T).sqrt() / (height * width)  # (B, L)
+    scale = filters[None] / std.clamp(min=1e-12)[..., None, None]  # (B, L, H, W//2 + 1) real
+    return spectrum[:, None] * scale
 
 
 # Bowler et al. (2006), pySTEPS' defaults; ``lucaskanade/fmi+mch`` in pySTEPS' documentation is
@@ -113,6 +117,13 @@ def draw_bps(generator: torch.Generator) -> torch.Tensor:
     return (-torch.sign(u) * torch.log1p(-2 * u.abs()) / math.sqrt(2)).float()
 
 
+def flow_directions(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit vectors (2, H, W) along and across the motion ``flow`` (2, H, W); zero where it does not move."""
+    speed = torch.linalg.vector_norm(flow, dim=0, keepdim=True)
+    along = torch.where(speed > 1e-12, flow / speed.clamp(min=1e-12), 0.0)
+    return along, torch.stack([-along[1], along[0]])
+
+
 def perturbed_flow(
     flow: torch.Tensor,
     draws: torch.Tensor,
@@ -122,6 +133,7 @@ def perturbed_flow(
     p_parallel: tuple[float, float, float] | list[float] = BPS_PARALLEL,
     p_perpendicular: tuple[float, float, float] | list[float] = BPS_PERPENDICULAR,
     scale: float = 1.0,
+    directions: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Each member's motion at one lead: the estimated motion plus its BPS perturbation.
 
@@ -132,13 +144,12 @@ def perturbed_flow(
         time_step_s, pixel_size_m: the grid, to turn km/h into pixels per step.
         p_parallel, p_perpendicular: the growth of the perturbation along and across the motion.
         scale: a factor on both (1: pySTEPS' perturbation).
+        directions: ``flow_directions(flow)`` when the caller has them (they do not change with lead).
 
     Returns:
         (B, 2, H, W) pixels per time step.
     """
-    speed = torch.linalg.vector_norm(flow, dim=0, keepdim=True)
-    along = torch.where(speed > 1e-12, flow / speed.clamp(min=1e-12), 0.0)  # (2, H, W) unit vectors
-    across = torch.stack([-along[1], along[0]])
+    along, across = directions if directions is not None else flow_directions(flow)
     km_per_h_to_px = time_step_s / 3600 * 1000 / pixel_size_m
     g_along = scale * bps_gain(lead_minutes, p_parallel) * km_per_h_to_px
     g_across = scale * bps_gain(lead_minutes, p_perpendicular) * km_per_h_to_px

@@ -118,6 +118,22 @@ def ensemble_forecaster(
     return forecast
 
 
+def summarise(members: np.ndarray, thresholds: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Exceedance probabilities and mean of (N, n_leads, H, W) members, rounded in place first.
+
+    The members are rounded to 0.01 mm/h, the precision they are written at, so probabilities
+    counted here agree with the file. A pixel where any member has no data has neither.
+
+    Returns:
+        (n_thresholds, n_leads, H, W) probabilities in [0, 1] and the (n_leads, H, W) mean, float32.
+    """
+    np.round(members, 2, out=members)
+    no_data = ~np.isfinite(members).all(axis=0)
+    probabilities = np.stack([(members >= t).mean(axis=0, dtype=np.float32) for t in thresholds])
+    probabilities[:, no_data] = np.nan
+    return probabilities, members.mean(axis=0)
+
+
 @dataclass(frozen=True, eq=False)
 class EnsembleForecast:
     """Members, exceedance probabilities and mean of one issue (the mean is ``forecast.rain``)."""
@@ -169,11 +185,7 @@ def make_ensemble(
     ):
         members[first : first + len(batch)] = batch
         first += len(batch)
-    np.round(members, 2, out=members)  # the precision they are written at: probabilities agree with the file
-    no_data = ~np.isfinite(members).all(axis=0)
-    probabilities = np.stack([(members >= t).mean(axis=0, dtype=np.float32) for t in thresholds])
-    probabilities[:, no_data] = np.nan
-    mean = members.mean(axis=0)
+    probabilities, mean = summarise(members, thresholds)
     log.info(
         "ensemble of %d members, %d leads from %s on %dx%d in %.2f s",
         n_members,
@@ -184,7 +196,8 @@ def make_ensemble(
     )
     note = f"mean of {n_members} members around {centred_on(loaded.model)}"
     forecast = Forecast(mean, window.init_time, frames.grid, frames.time_step_s, window, "ensemble mean", note)
-    return EnsembleForecast(forecast, members, probabilities, tuple(float(t) for t in thresholds), seed, note)
+    thresholds = tuple(float(t) for t in thresholds)
+    return EnsembleForecast(forecast, members, probabilities, thresholds, seed, centred_on(loaded.model))
 
 
 def ensemble_dataset(result: EnsembleForecast, loaded: LoadedModel, cfg: PredictConfig, history: str = ""):
