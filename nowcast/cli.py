@@ -131,14 +131,16 @@ def ingest(
         raise typer.Exit(3)
 
 
-def _engine_overrides(engine: str | None, master: str | None, address: str | None) -> list[str]:
-    """--engine, --master and --address as config overrides. --master is a Spark master and
-    --address a Dask scheduler, so each picks its engine; an --engine that says otherwise is an
-    error naming both, never a silent switch."""
-    implied = (("--master", master, "spark"), ("--address", address, "dask"))
+def _engine_overrides(
+    engine: str | None, master: str | None, address: str | None, address_flag: str = "--address"
+) -> list[str]:
+    """--engine, --master and --address (tune: --scheduler) as config overrides. --master is a
+    Spark master and the address a Dask scheduler, so each picks its engine; an --engine that says
+    otherwise is an error naming both, never a silent switch."""
+    implied = (("--master", master, "spark"), (address_flag, address, "dask"))
     given = [(flag, value, name) for flag, value, name in implied if value]
     if len(given) == 2:
-        raise typer.BadParameter(f"--master {master} (Spark) and --address {address} (Dask) exclude each other")
+        raise typer.BadParameter(f"--master {master} (Spark) and {address_flag} {address} (Dask) exclude each other")
     extra = [f"engine.name={engine}"] if engine else []
     for flag, value, name in given:
         if engine and engine != name:
@@ -382,10 +384,7 @@ def tune(
     from nowcast.config import load_config
     from nowcast.tune import TuneConfig, run_tune
 
-    extra = list(overrides or [])
-    extra += [f"engine.name={engine}"] if engine else []
-    extra += [f"engine.spark.master={master}", "engine.name=spark"] if master else []
-    extra += [f"engine.address={scheduler}", "engine.name=dask"] if scheduler else []
+    extra = list(overrides or []) + _engine_overrides(engine, master, scheduler, address_flag="--scheduler")
     try:
         cfg = load_config(TuneConfig, config, extra)
         summary = run_tune(cfg, str(config), retry_failed=retry_failed)

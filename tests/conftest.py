@@ -4,12 +4,17 @@ Helpers that are data or file writers stay plain modules, always imported as ``t
 ``tests.predict_helpers`` (tiny models and checkpoints), ``tests.readers_helpers`` (real and
 hand-made radar files), ``tests.cf_archive`` (archives of CF files), ``tests.clusters``
 (Spark and Dask clusters), ``tests.mutants`` (damaged files).
+
+The local S3 server and the Spark cluster are started once per test run, by the first test that
+asks for them, and stopped at its end: a Spark start costs tens of seconds here, and one process
+can hold only one SparkContext anyway.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -90,3 +95,37 @@ def cli():
 
     runner = CliRunner(env={"COLUMNS": "250"})
     return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory) -> str:
+    """A local S3 server (moto's server mode on loopback) with the bucket ``nowcast``, for the whole
+    run; the standard AWS variables point at it meanwhile. Tests keep to their own key prefixes."""
+    from tests.clusters import moto_s3
+
+    with moto_s3(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+@dataclass
+class SparkCluster:
+    master: str  # spark://127.0.0.1:PORT
+    work_dir: Path  # the master's and workers' logs, and the executors' folders (work*/app-*/)
+    engine: Any  # the ingest engine on the shared SparkContext
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(s3, tmp_path_factory) -> SparkCluster:
+    """A Spark standalone master with two one-core workers on loopback, and one SparkContext on it,
+    for the whole run. Every ``open_spark`` on this master (ingest, ``train --engine spark``,
+    ``tune``) reuses the context instead of starting its own. Started inside the S3 server's block,
+    so the executors inherit the AWS variables. Tasks are not retried, as in local mode."""
+    from nowcast.ingest.config import EngineConfig
+    from nowcast.ingest.engines import open_engine
+    from tests.clusters import spark_standalone
+
+    work = tmp_path_factory.mktemp("spark")
+    spark = {"executor_memory": "512m", "conf": {"spark.task.maxFailures": "1"}}
+    with spark_standalone(work, n_workers=2) as master:
+        with open_engine(EngineConfig(name="spark", spark={"master": master, **spark})) as engine:
+            yield SparkCluster(master, work, engine)

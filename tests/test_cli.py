@@ -10,16 +10,23 @@ from nowcast.errors import ConfigError
 
 
 @pytest.mark.parametrize(
-    ("flags", "named"),
+    ("command", "flags", "named"),
     [
-        (["--engine", "dask", "--master", "yarn"], ["--engine dask", "--master yarn"]),
-        (["--engine", "serial", "--master", "spark://h:7077"], ["--engine serial", "--master spark://h:7077"]),
-        (["--engine", "spark", "--address", "tcp://h:8786"], ["--engine spark", "--address tcp://h:8786"]),
-        (["--master", "yarn", "--address", "tcp://h:8786"], ["--master yarn", "--address tcp://h:8786"]),
+        ("ingest", ["--engine", "dask", "--master", "yarn"], ["--engine dask", "--master yarn"]),
+        (
+            "ingest",
+            ["--engine", "serial", "--master", "spark://h:7077"],
+            ["--engine serial", "--master spark://h:7077"],
+        ),
+        ("ingest", ["--engine", "spark", "--address", "tcp://h:8786"], ["--engine spark", "--address tcp://h:8786"]),
+        ("ingest", ["--master", "yarn", "--address", "tcp://h:8786"], ["--master yarn", "--address tcp://h:8786"]),
+        ("tune", ["--engine", "dask", "--master", "yarn"], ["--engine dask", "--master yarn"]),
+        ("tune", ["--engine", "spark", "--scheduler", "tcp://h:8786"], ["--engine spark", "--scheduler tcp://h:8786"]),
+        ("tune", ["--master", "yarn", "--scheduler", "tcp://h:8786"], ["--master yarn", "--scheduler tcp://h:8786"]),
     ],
 )
-def test_conflicting_engine_flags_are_an_error_naming_both(tmp_path, flags, named, cli):
-    done = cli("ingest", "--config", tmp_path / "unused.yaml", *flags)
+def test_conflicting_engine_flags_are_an_error_naming_both(tmp_path, command, flags, named, cli):
+    done = cli(command, "--config", tmp_path / "unused.yaml", *flags)
     assert done.exit_code == 2
     text = " ".join(done.output.split())  # the usage box may wrap
     assert all(flag in text for flag in named), done.output

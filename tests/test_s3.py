@@ -1,8 +1,9 @@
-"""Object storage for real: a local S3 server (moto's server mode, on loopback, started and stopped
-here) holds the store, the checkpoints and the forecast. Ingest with the Dask engine writes the
-store to s3://, training reads it and checkpoints to s3:// (stopped and resumed to the weights of
-an uninterrupted run), predict reads store and checkpoint from s3:// and writes its forecast there.
-The credentials (from the standard AWS variables) appear in no file written and no log line.
+"""Object storage for real: a local S3 server (moto's server mode, on loopback, the test run's
+shared one: ``s3`` in conftest.py) holds the store, the checkpoints and the forecast. Ingest with
+the Dask engine writes the store to s3://, training reads it and checkpoints to s3:// (stopped and
+resumed to the weights of an uninterrupted run), predict reads store and checkpoint from s3:// and
+writes its forecast there. The credentials (from the standard AWS variables) appear in no file
+written and no log line. Spark ingest to s3:// is in test_clusters.py.
 """
 
 from __future__ import annotations
@@ -26,18 +27,11 @@ from nowcast.ingest.run import run_ingest
 from nowcast.store import StoreReader, is_store
 from nowcast.train.remote import run_training
 from tests.cf_archive import write_archive
-from tests.clusters import moto_s3
 
 pytestmark = pytest.mark.slow
 
 STORE = "s3://nowcast/radar/synthetic.zarr"
 RUNS = "s3://nowcast/runs"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with moto_s3(tmp_path_factory.mktemp("moto")) as endpoint:
-        yield endpoint
 
 
 def test_ingest_train_predict_through_s3(s3, tmp_path, caplog, tiny_config):

@@ -1,7 +1,8 @@
 """The Spark engine: early checks (Java, master), the engine contract, and the same store as Dask.
 
 The checks run against real programs (a fake old ``java`` script, an empty PATH, a closed port).
-The slow tests share one local[2] SparkContext for the module: a start costs ~10 s here.
+The slow tests run on the test run's one Spark cluster (``spark_cluster`` in conftest.py): a
+standalone master with two one-core workers on loopback, its SparkContext shared by every test.
 """
 
 from __future__ import annotations
@@ -108,11 +109,10 @@ def test_spark_conf_runs_workers_on_this_interpreter():
     assert "spark.driver.host" not in remote and remote["spark.ui.enabled"] == "false"
 
 
-@pytest.fixture(scope="module")
-def spark_engine():
-    """One local SparkContext for this module's slow tests; ingests on the same master reuse it."""
-    with open_engine(spark_config()) as engine:
-        yield engine
+@pytest.fixture
+def spark_engine(spark_cluster):
+    """The engine on the run's shared SparkContext; ingests on the same master reuse it."""
+    return spark_cluster.engine
 
 
 # Spark's Python workers cannot import this test module: ship its task functions by value
@@ -174,14 +174,14 @@ def _comparable(path: Path) -> xr.Dataset:
 
 
 @pytest.mark.slow
-def test_spark_and_dask_write_the_same_store(tmp_path, spark_engine):
+def test_spark_and_dask_write_the_same_store(tmp_path, spark_cluster):
     src = tmp_path / "src"
     fields = write_archive(src, 10, missing=(4,))
     (src / "radar_202406010100.nc").write_bytes(b"not a radar file")  # quarantined by both engines
     stores = {}
     for name, engine in (
         ("dask", {"name": "dask", "n_workers": 2}),
-        ("spark", {"name": "spark", "spark": {"master": MASTER}}),
+        ("spark", {"name": "spark", "spark": {"master": spark_cluster.master}}),
     ):
         stores[name] = tmp_path / f"{name}.zarr"
         summary = run_ingest(ingest_config(src, stores[name], engine), progress=False)

@@ -1,13 +1,14 @@
-"""Training and tuning on a real Spark standalone cluster on loopback (a master and two one-core
-workers, as the ingest cluster test starts them):
+"""Training and tuning on a real Spark standalone cluster on loopback (the test run's shared one,
+``spark_cluster`` in conftest.py: a master and two one-core workers, started inside a local S3
+server's block so the executors inherit the standard AWS variables):
 
 - ``nowcast train --engine spark --num-processes 2``, stopped and resumed with its run folder in
   s3://, ends with exactly the weights of ``nowcast train --nproc 2`` (torchrun) for the same
   seed: the ranks run as Spark tasks in the workers' executors (TorchDistributor), with the same
   partition-local readers;
-- ``nowcast tune --engine spark`` runs its trials as Spark tasks and records them;
-- ingest with the Spark engine writes a store to s3:// (a local S3 server, moto's server mode,
-  started before the cluster so the executors inherit the standard AWS variables).
+- ``nowcast tune --engine spark`` runs its trials as Spark tasks and records them.
+
+Spark ingest writing to s3:// is in test_clusters.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -25,27 +25,10 @@ from typer.testing import CliRunner
 from nowcast import objstore
 from nowcast.checkpoint import load_checkpoint
 from nowcast.cli import app
-from nowcast.config import validate
-from nowcast.ingest.config import IngestConfig
-from nowcast.ingest.run import run_ingest
-from nowcast.store import StoreReader, write_mock_store
-from tests.cf_archive import write_archive
-from tests.clusters import moto_s3, spark_standalone
+from nowcast.store import write_mock_store
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def spark_master(tmp_path_factory):
-    """The cluster, started inside a local S3 server's block: its executors see the AWS variables."""
-    from pyspark import SparkContext
-
-    if SparkContext._active_spark_context is not None:
-        pytest.skip("a local SparkContext from another test module is still running in this process")
-    work = tmp_path_factory.mktemp("spark")
-    with moto_s3(work / "moto"), spark_standalone(work, n_workers=2) as master:
-        yield master, work
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +50,8 @@ def tiny_yaml(folder: Path, store: Path) -> Path:
     return config
 
 
-def test_spark_training_gives_torchrun_weights_and_resumes(spark_master, store, tmp_path):
-    master, work = spark_master
+def test_spark_training_gives_torchrun_weights_and_resumes(spark_cluster, store, tmp_path):
+    master, work = spark_cluster.master, spark_cluster.work_dir
     config = tiny_yaml(tmp_path, store)
     torchrun = [sys.executable, "-m", "nowcast", "train", "--config", str(config), "--nproc", "2"]
     result = subprocess.run(
@@ -96,8 +79,8 @@ def test_spark_training_gives_torchrun_weights_and_resumes(spark_master, store, 
     assert result.exit_code == 2 and "already holds a run" in result.output
 
 
-def test_tune_on_spark_runs_trials_as_tasks(spark_master, store, tmp_path):
-    master, _ = spark_master
+def test_tune_on_spark_runs_trials_as_tasks(spark_cluster, store, tmp_path):
+    master = spark_cluster.master
     tune = tmp_path / "tune.yaml"
     tune.write_text(
         f"train_config: {ROOT / 'configs/train/debug.yaml'}\n"
@@ -114,23 +97,3 @@ def test_tune_on_spark_runs_trials_as_tasks(spark_master, store, tmp_path):
     assert lines[0].startswith("# spark: 2 trials (2 complete, 0 failed)")
     assert {line.split(" | ")[1] for line in lines[4:6]} == {"0", "1"}
     assert os.path.exists(tmp_path / "spark" / "best.yaml")
-
-
-def test_spark_ingest_writes_a_store_to_s3(spark_master, tmp_path):
-    master, _ = spark_master
-    fields = write_archive(tmp_path / "src", 9, missing=(4,))
-    config = validate(
-        IngestConfig,
-        {
-            "source": {"paths": [str(tmp_path / "src")]},
-            "store": {"path": "s3://nowcast/spark.zarr", "chunk_time": 3, "chunk_space": 16},
-            "engine": {"name": "spark", "spark": {"master": master, "executor_memory": "512m"}},
-        },
-    )
-    summary = run_ingest(config, progress=False)
-    assert summary.ok and summary.counts["ingested"] == 8
-    reader = StoreReader("s3://nowcast/spark.zarr")
-    assert reader.valid.tolist() == [i in fields for i in range(9)]
-    data = reader.read(0, 9)
-    for i, expected in fields.items():
-        np.testing.assert_allclose(data[i], expected, atol=0.005)
