@@ -78,6 +78,7 @@ class Cycle:
     pending: dict[np.datetime64, float] = field(default_factory=dict)  # incomplete newest window -> first seen
     skipped: set[np.datetime64] = field(default_factory=set)  # times given no forecast (fallback none)
     warmed: bool = False
+    read_here: set[SourceFile] = field(default_factory=set)  # files this process read (one event each counts)
     feed_late: bool = False
 
     # -- ingest ------------------------------------------------------------------------------
@@ -117,9 +118,14 @@ class Cycle:
             else:
                 log.info("scan %s: %s %s (%s)", record.time, name, record.status, record.reason)
         for src in sources if not catch_up else []:
-            if src.path not in recorded:
-                counts["duplicates"] += 1
-                log.warning("scan %s: already ingested, unchanged: ignored", Path(src.path).name)
+            if src.path in recorded:
+                continue
+            if src in self.read_here:  # its event came after the start-up listing had read it
+                log.debug("scan %s: read at start-up already", src.path)
+                continue
+            counts["duplicates"] += 1
+            log.warning("scan %s: delivered again, unchanged: ignored", Path(src.path).name)
+        self.read_here.update(s for s in sources if s.path in recorded)
         if any(r.status == INGESTED for r in summary.records):
             self.status.last_scan_at = utc_now()
         return summary

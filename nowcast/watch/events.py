@@ -58,7 +58,11 @@ class ScanHandler(FileSystemEventHandler):
             self._put(event.src_path)
 
     def on_created(self, event: FileSystemEvent) -> None:
-        if self.polling and not event.is_directory:
+        if event.is_directory:  # files moved into a new folder before its watch was set up send no event
+            for root, _, files in os.walk(_as_str(event.src_path)):
+                for name in files:
+                    self._put(os.path.join(root, name))
+        elif self.polling:
             self._put(event.src_path)
 
     def on_modified(self, event: FileSystemEvent) -> None:
