@@ -275,3 +275,18 @@ def test_quarantined_file_read_again_once_changed(tmp_path):
     reader = store.StoreReader(str(tmp_path / "s.zarr"))
     assert reader.valid.all()
     np.testing.assert_allclose(reader.read(2, 3)[0], fields[2], atol=0.005)
+
+
+def test_manifest_compacted_reads_the_same(tmp_path):
+    """Many runs folded into one manifest file: the same records, and later ingests go on from it."""
+    src = tmp_path / "src"
+    write_archive(src, 6, shape=(16, 20))
+    cfg = make_config(src, tmp_path / "s.zarr")
+    files = sorted(src.glob("*.nc"))
+    for f in files[:3]:  # one run per file, as nowcast watch does
+        run_ingest(cfg.model_copy(update={"source": cfg.source.model_copy(update={"paths": [str(f)]})}), False)
+    before = manifest.read_manifest(str(tmp_path / "s.zarr"))
+    assert manifest.compact(str(tmp_path / "s.zarr")) == 3
+    assert manifest.read_manifest(str(tmp_path / "s.zarr")) == before
+    assert len(list((tmp_path / "s.zarr" / manifest.MANIFEST_DIR).glob("run-*.json"))) == 1
+    assert run_ingest(cfg, progress=False).counts == {"ingested": 3}
