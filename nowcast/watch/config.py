@@ -42,6 +42,8 @@ class WatchConfig(Section):
     catch_up_steps: int = Field(12, ge=0)
     keep_forecasts: int = Field(288, ge=1)  # the newest N forecast files kept in --out (288 = a day at 5 min)
     poll_s: float | None = Field(None, gt=0)  # poll the folder every N s (network file systems) instead of inotify
+    # fold the store manifest's per-scan files into one every N ingests (each ingest reads them all)
+    compact_manifest_every: int = Field(100, ge=1)
     warm_up: bool = True  # one forecast on zeros once the grid is known, so the first real one is not slow
 
     @model_validator(mode="after")

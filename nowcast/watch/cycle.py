@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from nowcast.errors import MissingFramesError
+from nowcast.ingest import manifest
 from nowcast.ingest.config import EngineConfig, IngestConfig, SourceConfig, StoreConfig
 from nowcast.ingest.engines import Engine
 from nowcast.ingest.manifest import DUPLICATE, INGESTED, QUARANTINED
@@ -78,6 +79,7 @@ class Cycle:
     pending: dict[np.datetime64, float] = field(default_factory=dict)  # incomplete newest window -> first seen
     skipped: set[np.datetime64] = field(default_factory=set)  # times given no forecast (fallback none)
     warmed: bool = False
+    ingests: int = 0  # batches ingested by this process (the manifest is compacted every so many)
     read_here: set[SourceFile] = field(default_factory=set)  # files this process read (one event each counts)
     feed_late: bool = False
 
@@ -99,6 +101,10 @@ class Cycle:
         if not sources:
             return None
         summary = ingest_sources(self.ingest, sources, engine)
+        self.ingests += 1
+        if self.ingests % self.cfg.compact_manifest_every == 0:
+            folded = manifest.compact(self.ingest.store.path)
+            log.info("manifest: %d run files folded into one", folded)
         newest_before = self.newest
         recorded = {r.path for r in summary.records}
         counts = self.status.counts
