@@ -182,6 +182,8 @@ class Cycle:
         if indices.size == 0:
             return []
         newest = int(indices[-1])
+        # only the newest time waits for its window; a time no longer the newest waits no more
+        self.pending = {t: first for t, first in self.pending.items() if t == reader.times[newest]}
         written = self.outputs.written()
         out: list[Due] = []
         self.status.feed, self.status.feed_note = "ok", ""

@@ -82,7 +82,7 @@ def watch(
             while not stop.is_set():
                 deadline = cycle.next_deadline(time.monotonic())
                 try:
-                    first = landed.get(timeout=IDLE_S if deadline is None else min(IDLE_S, deadline))
+                    first = landed.get(timeout=IDLE_S if deadline is None else min(IDLE_S, max(deadline, 0.05)))
                 except queue.Empty:
                     feed = (status.feed, status.feed_note)
                     if cycle.run(engine, {}) or feed != (status.feed, status.feed_note):
