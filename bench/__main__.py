@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = ["ingest", "spark", "train", "predict", "sprog", "ensemble", "scaleout"]
+BENCHMARKS = ["ingest", "spark", "train", "predict", "sprog", "ensemble", "scaleout", "watch"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -651,3 +651,61 @@ def demo(
     log.info("demo finished; look at:")
     for kind, path in written.items():
         log.info("  %-12s %s", kind, path)
+
+
+@app.command()
+def watch(
+    incoming: Path = typer.Option(..., "--incoming", help="folder the radar scans land in (watched recursively)"),
+    store: Path = typer.Option(..., "--store", help="Zarr store the scans are appended to (created if missing)"),
+    out: Path = typer.Option(..., "--out", help="folder of the forecasts: <init time>.nc, latest.nc, status.json"),
+    checkpoint: str | None = typer.Option(None, help="checkpoint from `nowcast train` (default: the shipped model)"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="watch YAML, e.g. configs/watch/default.yaml"),
+    poll: float | None = typer.Option(None, "--poll", min=0.01, help="poll every N seconds instead of inotify (NFS)"),
+    plot: bool = typer.Option(False, "--plot", help="also write a PNG panel and a GIF beside each forecast"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. max_wait_s=60 fallback=none"),
+) -> None:
+    """Ingest each scan as it lands and forecast as soon as its input window is whole (until SIGTERM)."""
+    import signal
+    import threading
+
+    from nowcast.config import load_config
+    from nowcast.predict.loading import load_method
+    from nowcast.predict.remote import load_model_from
+    from nowcast.watch import WatchConfig
+    from nowcast.watch.service import watch as run_watch
+
+    stop = threading.Event()
+
+    def _stop(signum, _frame) -> None:
+        log.info("%s: stopping after the current cycle", signal.Signals(signum).name)
+        stop.set()
+
+    try:
+        extra = list(overrides or []) + ([f"poll_s={poll}"] if poll else [])
+        cfg = load_config(WatchConfig, config, extra)
+        if cfg.method == "model":
+            loaded = load_model_from(checkpoint)
+        else:
+            loaded = load_method(cfg.method, checkpoint, cfg.predict.leads)
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        run_watch(incoming, store, out, loaded, cfg, plot=plot, stop=stop)
+    except NowcastError as e:
+        fail(naming(config, e))
+
+
+@app.command()
+def replay(
+    src: Path = typer.Argument(..., help="an archive folder of radar files"),
+    dest: Path = typer.Argument(..., help="the folder to play them into (e.g. a watcher's --incoming)"),
+    speed: float = typer.Option(60.0, "--speed", help="times faster than the archive's own cadence (0: no waiting)"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="only the first N files"),
+) -> None:
+    """Copy an archive into a folder at its own cadence sped up (temporary name, then rename)."""
+    from nowcast.watch.replay import replay as run_replay
+
+    try:
+        delivered = run_replay(src, dest, speed, limit)
+    except NowcastError as e:
+        fail(e)
+    log.info("replayed %d files into %s", len(delivered), dest)

@@ -257,3 +257,38 @@ def test_a_file_is_placed_without_touching_a_store(tmp_path):
     assert chunk.valid.tolist() == [True, False, False, False] and chunk.used_rows == {0}
     assert [r.status for r in chunk.records] == ["ingested", "duplicate", "quarantined", "quarantined"]
     assert not (tmp_path / "absent.zarr").exists()
+
+
+def test_quarantined_file_read_again_once_changed(tmp_path):
+    """A file quarantined while still being copied is read again when it changes, and fills its time."""
+    src = tmp_path / "src"
+    fields = write_archive(src, 4, shape=(16, 20))
+    broken = sorted(src.glob("*.nc"))[2]
+    good = broken.read_bytes()
+    broken.write_bytes(good[: len(good) // 3])  # cut short, as a copy in progress
+    cfg = make_config(src, tmp_path / "s.zarr")
+    first = run_ingest(cfg, progress=False)
+    assert first.counts["quarantined"] == 1 and first.counts["ingested"] == 3
+    assert not store.StoreReader(str(tmp_path / "s.zarr")).valid[2]
+    assert run_ingest(cfg, progress=False).n_new == 0  # unchanged: not read again
+    broken.write_bytes(good)
+    second = run_ingest(cfg, progress=False)
+    assert second.counts["ingested"] == 1
+    reader = store.StoreReader(str(tmp_path / "s.zarr"))
+    assert reader.valid.all()
+    np.testing.assert_allclose(reader.read(2, 3)[0], fields[2], atol=0.005)
+
+
+def test_manifest_compacted_reads_the_same(tmp_path):
+    """Many runs folded into one manifest file: the same records, and later ingests go on from it."""
+    src = tmp_path / "src"
+    write_archive(src, 6, shape=(16, 20))
+    cfg = make_config(src, tmp_path / "s.zarr")
+    files = sorted(src.glob("*.nc"))
+    for f in files[:3]:  # one run per file, as nowcast watch does
+        run_ingest(cfg.model_copy(update={"source": cfg.source.model_copy(update={"paths": [str(f)]})}), False)
+    before = manifest.read_manifest(str(tmp_path / "s.zarr"))
+    assert manifest.compact(str(tmp_path / "s.zarr")) == 3
+    assert manifest.read_manifest(str(tmp_path / "s.zarr")) == before
+    assert len(list((tmp_path / "s.zarr" / manifest.MANIFEST_DIR).glob("run-*.json"))) == 1
+    assert run_ingest(cfg, progress=False).counts == {"ingested": 3}

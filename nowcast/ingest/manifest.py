@@ -91,3 +91,34 @@ def fold_run(store_path: str, run_id: str) -> None:
         _write_json(fs, posixpath.join(folder, f"run-{run_id}.json"), merged)
     for path in parts:
         fs.rm(path)
+
+
+def compact(store_path: str) -> int:
+    """Fold every finished run's file into one, so reading the manifest stays one file per store.
+
+    A long-running ``nowcast watch`` folds one run per scan: without this, each scan would read
+    every earlier run's file. The merged file takes a new run id (it sorts after the ones it
+    replaces), is written before they are removed, and holds what reading them gave: a crash in
+    between leaves records twice, never a record lost or changed. Call it under the store's lock.
+
+    Returns:
+        The number of run files folded (0 when there were fewer than two).
+    """
+    fs, folder = _fs(store_path)
+    if not fs.exists(folder):
+        return 0
+    runs = sorted(p for p in fs.ls(folder, detail=False) if posixpath.basename(p).startswith("run-"))
+    if len(runs) < 2:
+        return 0
+    merged: dict[str, dict] = {}
+    for path in runs:
+        with fs.open(path, "rb") as f:
+            merged.update((entry["path"], entry) for entry in json.load(f))
+    last = posixpath.basename(runs[-1])[len("run-") : -len(".json")]
+    run_id = new_run_id()
+    if run_id <= last:  # the same second: still sort after every file it replaces
+        run_id = last + "~"
+    _write_json(fs, posixpath.join(folder, f"run-{run_id}.json"), list(merged.values()))
+    for path in runs:
+        fs.rm(path)
+    return len(runs)

@@ -58,6 +58,7 @@ class IngestSummary:
     failed_chunks: list[str] = field(default_factory=list)
     n_times: int = 0
     n_valid: int = 0
+    records: list[Record] = field(default_factory=list)  # this run's records of the files it read
 
     @property
     def ok(self) -> bool:
@@ -294,11 +295,26 @@ def _with_absolute_store_path(config: IngestConfig) -> IngestConfig:
     return config.model_copy(update={"store": config.store.model_copy(update={"path": os.path.abspath(path)})})
 
 
-def plan(config: IngestConfig, engine: Engine) -> Plan:
+def _to_read(src: SourceFile, record: Record | None) -> bool:
+    """A file is read when new, when its time step still waits for partners, or when it was
+    quarantined and has changed since (often a file first seen while still being copied): its
+    time is then filled if no other file wrote it (otherwise it is a duplicate)."""
+    if record is None or record.status == INCOMPLETE:
+        return True
+    return record.status == QUARANTINED and (record.size != src.size or record.mtime != src.mtime)
+
+
+def plan(config: IngestConfig, engine: Engine, sources: list[SourceFile] | None = None) -> Plan:
     """Work out what an ingest of ``config`` will do. Reads the sources and the store, writes nothing.
 
     Files are read (on ``engine``) only where planning needs their content: names that carry no
     time, and times that lie weeks away from the rest.
+
+    Args:
+        config: the ingest config (its ``source.paths`` are listed unless ``sources`` is given).
+        engine: where files are read.
+        sources: the files to consider, instead of listing ``source.paths`` (``nowcast watch``
+            passes the files that just landed); files of the store left out are kept as stored.
 
     Raises:
         ConfigError: a source pattern matches no file, an unknown reader, or an alignment that
@@ -310,12 +326,16 @@ def plan(config: IngestConfig, engine: Engine) -> Plan:
     path = config.store.path
     if config.source.reader.format != "auto":
         get_reader(config.source.reader.format)  # a wrong name stops here, not file by file
-    sources = list_sources(config.source.paths, config.source.exclude)
+    if sources is None:
+        sources = list_sources(config.source.paths, config.source.exclude)
     exists = _store_exists(path)
     seen = manifest.read_manifest(path) if exists else {}
-    new = [s for s in sources if s.path not in seen or seen[s.path].status == INCOMPLETE]
+    new = [s for s in sources if _to_read(s, seen.get(s.path))]
     for src in sources:
-        if src.path in seen and seen[src.path].status != INCOMPLETE and seen[src.path].size != src.size:
+        record = seen.get(src.path)
+        if record is not None and record.status == QUARANTINED and src in new:
+            log.info("%s changed since it was quarantined: reading it again", src.path)
+        elif record is not None and record.status not in (INCOMPLETE, QUARANTINED) and record.size != src.size:
             log.warning(
                 "%s changed since it was ingested; its time is not written twice (ingest it into a new store "
                 "to use the new content)",
@@ -501,6 +521,25 @@ def run_ingest(config: IngestConfig, progress: bool = True) -> IngestSummary:
         return execute(ingest_plan, engine, progress)
 
 
+def ingest_sources(config: IngestConfig, sources: list[SourceFile], engine: Engine) -> IngestSummary:
+    """Ingest just ``sources`` into the configured store (created from them when missing).
+
+    For a caller that holds the store's lock and an engine open across many calls (``nowcast
+    watch``, one call per batch of scans that landed): the same plan and chunk writes as
+    ``run_ingest``, so the store and its manifest change in one place.
+    """
+    ingest_plan = plan(config, engine, sources)
+    try:
+        return execute(ingest_plan, engine, progress=False)
+    except StoreError:
+        if ingest_plan.failure is None:
+            raise
+        # none of them readable: recorded as quarantined (in an existing store), and the caller goes on
+        summary = IngestSummary(config.store.path, ingest_plan.n_sources, ingest_plan.n_new)
+        _report(summary, ingest_plan.records)
+        return summary
+
+
 def _run_jobs(engine: Engine, jobs: list[ChunkJob], summary: IngestSummary, progress: bool) -> list[Record]:
     records: list[Record] = []
     columns = (
@@ -523,6 +562,7 @@ def _run_jobs(engine: Engine, jobs: list[ChunkJob], summary: IngestSummary, prog
 
 
 def _report(summary: IngestSummary, records: list[Record]) -> None:
+    summary.records += records
     summary.counts.update(r.status for r in records)
     summary.quarantined += [(r.path, r.reason) for r in records if r.status == QUARANTINED]
 

@@ -36,6 +36,12 @@ def time_from_name(path: str) -> np.datetime64 | None:
     return None
 
 
+def is_source_name(name: str) -> bool:
+    """False for hidden files, files still being written (``.tmp``, ``.part``) and the side files
+    of archives and stores (configs, manifests, notes): what ingest and ``nowcast watch`` skip."""
+    return not (name.startswith(".") or name.endswith((".tmp", ".part", ".yaml", ".json", ".md", ".txt")))
+
+
 def list_sources(patterns: Sequence[str], exclude: Sequence[str] = ()) -> list[SourceFile]:
     """Expand files, folders (recursively) and glob patterns into a sorted list of files.
 
@@ -54,8 +60,7 @@ def list_sources(patterns: Sequence[str], exclude: Sequence[str] = ()) -> list[S
         if not candidates:
             raise ConfigError(f"source.paths: {pattern!r} matches no file")
         for candidate in candidates:
-            name = os.path.basename(candidate)
-            if name.startswith(".") or name.endswith((".tmp", ".part", ".yaml", ".json", ".md", ".txt")):
+            if not is_source_name(os.path.basename(candidate)):
                 continue
             if not os.path.isfile(candidate) or any(glob.fnmatch.fnmatch(candidate, ex) for ex in exclude):
                 continue

@@ -53,6 +53,9 @@ def check_out_path(out: str | Path) -> Path:
     return out
 
 
+Parts = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]  # data variables, coordinates, attributes
+
+
 def forecast_dataset(forecast: Any, loaded: LoadedModel, cfg: PredictConfig, history: str = ""):
     """The forecast as a CF xarray Dataset (see the module docstring).
 
@@ -64,6 +67,13 @@ def forecast_dataset(forecast: Any, loaded: LoadedModel, cfg: PredictConfig, his
     """
     import xarray as xr
 
+    data_vars, coords, attrs = forecast_parts(forecast, loaded, cfg, history)
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def forecast_parts(forecast: Any, loaded: LoadedModel, cfg: PredictConfig, history: str = "") -> Parts:
+    """The forecast's variables, coordinates (name -> (dims, values, attributes)) and attributes:
+    the one layout both the xarray dataset and the plain NetCDF writer lay out."""
     grid = forecast.grid
     window = forecast.window
     coords = {
@@ -115,11 +125,14 @@ def forecast_dataset(forecast: Any, loaded: LoadedModel, cfg: PredictConfig, his
         "time_step_s": int(forecast.time_step_s),
         "pixel_size_m": float(grid.pixel_size),
     }
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    return data_vars, coords, attrs
 
 
 def _encoding(ds, zarr: bool) -> dict[str, dict[str, Any]]:
-    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    return _encoding_for(ds.sizes["y"], ds.sizes["x"], zarr)
+
+
+def _encoding_for(ny: int, nx: int, zarr: bool) -> dict[str, dict[str, Any]]:
     rain = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
     if not zarr:
         rain.update({"zlib": True, "complevel": 4, "chunksizes": (1, ny, nx)})
@@ -161,8 +174,51 @@ def write_dataset(ds, out: str | Path) -> Path:
     return out
 
 
+def _write_netcdf(parts: Parts, path: Path) -> None:
+    """The forecast as NetCDF4 through netCDF4 itself, laid out as xarray writes ``forecast_dataset``.
+
+    A one-shot ``nowcast predict`` then needs neither xarray nor pandas, nor the dask.distributed
+    import that xarray's ``to_netcdf`` makes to look for a cluster: seconds of a run of a few.
+    """
+    import netCDF4
+
+    data_vars, coords, attrs = parts
+    ny, nx = len(coords["y"][1]), len(coords["x"][1])
+    encoding = _encoding_for(ny, nx, zarr=False)
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.setncatts(attrs)
+        for dim, size in (("time", len(coords["time"][1])), ("y", ny), ("x", nx)):
+            nc.createDimension(dim, size)
+        for name, (dims, values, var_attrs) in {**coords, **data_vars}.items():
+            enc = encoding.get(name, {})
+            values = np.asarray(values)
+            var_attrs = dict(var_attrs)
+            if values.dtype.kind == "M":  # CF time: seconds since the epoch, as doubles
+                values = values.astype("datetime64[ns]").astype(np.int64) / 1e9
+                # the units as xarray writes them (it drops a midnight time of the reference date)
+                var_attrs.update({"units": enc["units"].removesuffix(" 00:00:00"), "calendar": enc["calendar"]})
+            fill = enc.get("_FillValue")
+            kwargs = {k: enc[k] for k in ("zlib", "complevel", "chunksizes") if k in enc}
+            var = nc.createVariable(
+                name, enc.get("dtype", values.dtype), dims, fill_value=False if fill is None else fill, **kwargs
+            )
+            if name in data_vars:  # the non-dimension coordinates each variable spans, as xarray names them
+                var_attrs["coordinates"] = "forecast_reference_time lead_time" if dims else "forecast_reference_time"
+            var.setncatts(var_attrs)
+            var[...] = values
+
+
 def write_forecast(forecast: Any, out: str | Path, loaded: LoadedModel, cfg: PredictConfig, history: str = "") -> Path:
     """Write a forecast (see the module docstring); returns the final path."""
-    path = write_dataset(forecast_dataset(forecast, loaded, cfg, history), out)
+    out = check_out_path(out)
+    if out.suffix.lower() == ZARR_SUFFIX:
+        path = write_dataset(forecast_dataset(forecast, loaded, cfg, history), out)
+    else:
+        try:
+            with atomic_write(out) as tmp:
+                _write_netcdf(forecast_parts(forecast, loaded, cfg, history), tmp)
+        except (OSError, RuntimeError) as e:  # netCDF4 reports a full disk as RuntimeError("HDF error")
+            raise output_error(out, e) from e
+        path = out
     log.info("wrote %s: %d leads from %s (%s)", path, len(forecast.rain), forecast.init_time, forecast.method)
     return path
