@@ -48,7 +48,8 @@ def test_baselines_one_option_checked_by_the_registry():
     assert _baseline_names(["none"], None, default) == []
     assert _baseline_names(None, "persistence, sprog", default) == ["persistence", "sprog"]  # deprecated spelling
     assert _baseline_names(None, "", default) == []
-    with pytest.raises(ConfigError, match="unknown baseline 'nope'; available: extrapolation, nowcast-sprog, persistence, sprog"):
+    available = "available: extrapolation, nowcast-sprog, persistence, sprog"
+    with pytest.raises(ConfigError, match=f"unknown baseline 'nope'; {available}"):
         _baseline_names(["persistence", "nope"], None, default)
     with pytest.raises(typer.BadParameter, match="'none' cannot be combined"):
         _baseline_names(["none", "sprog"], None, default)
