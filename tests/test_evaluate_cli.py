@@ -62,7 +62,7 @@ def test_evaluate_checks_the_checkpoint_against_the_store(store, tmp_path, cli):
         "--baselines",
         "persistence,nope",
     )
-    assert bad.exit_code != 0 and "available: extrapolation, persistence" in bad.output
+    assert bad.exit_code != 0 and "available: extrapolation, nowcast-sprog, persistence" in bad.output
     assert not (tmp_path / "s").exists()
     stated = cli(
         "evaluate",

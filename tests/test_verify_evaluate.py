@@ -131,6 +131,6 @@ def test_cli_evaluate_baselines(store, tmp_path):
     assert scores["n_starts"] == 2 and list(scores["methods"]) == ["persistence"]
     assert (out / "scores.png").stat().st_size > 0
     bad = runner.invoke(app, ["evaluate-baselines", "--store", store.path, "--out", str(out), "--baseline", "nope"])
-    assert bad.exit_code != 0 and "available: extrapolation, persistence" in bad.output
+    assert bad.exit_code != 0 and "available: extrapolation, nowcast-sprog, persistence" in bad.output
     bad = runner.invoke(app, ["evaluate-baselines", "--store", store.path, "--out", str(out), "--start", "noon"])
     assert bad.exit_code != 0 and "is not a time" in bad.output
