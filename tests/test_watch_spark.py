@@ -94,3 +94,18 @@ def test_spark_stream_gives_the_same_forecasts(tmp_path, tiny_checkpoint, cli):
     for i in range(2, 6):
         assert_same_as_predict(cli, store, out, tiny_checkpoint, T0 + i * STEP)
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".spark-checkpoint"]  # no partial file
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engine", "flink"], "unknown watch engine; available: watchdog, spark"),
+        (["--master", "local[1]"], "--engine spark"),
+    ],
+)
+def test_engine_errors(tmp_path, cli, args, message):
+    """An unknown engine, or a Spark master for the watchdog loop: a clear error before anything starts."""
+    folders = ["--incoming", tmp_path / "in", "--store", tmp_path / "s.zarr", "--out", tmp_path / "out"]
+    result = cli("watch", *folders, *args)
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "out").exists()
