@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 
 import pytest
@@ -25,7 +27,7 @@ def _master() -> str:
 
 
 @pytest.mark.slow
-def test_spark_stream_gives_the_same_forecasts(tmp_path, tiny_checkpoint, cli):
+def test_spark_stream_gives_the_same_forecasts(tmp_path, tiny_checkpoint, cli, caplog):
     """Scans delivered into the folder, a late one and a hidden one among them; stopped, then restarted."""
     archive = tmp_path / "archive"
     write_archive(archive, 6, shape=(24, 28))
@@ -82,12 +84,16 @@ def test_spark_stream_gives_the_same_forecasts(tmp_path, tiny_checkpoint, cli):
     }
 
     deliver(archive / name_of(5), incoming)  # lands while the service is down
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="nowcast.watch.stream")
     stop, thread = start()
     try:
         until(lambda: counts(out)["forecasts"] == 1, timeout=180, why="the scan that landed while down")
     finally:
         close(stop, thread)
     # the checkpoint handed over only the new file: nothing read twice, nothing counted as a duplicate
+    handed = [int(m) for m in re.findall(r"micro-batch \d+: (\d+) new files", caplog.text)]
+    assert handed == [1], caplog.text  # the checkpoint: only the file that landed while down
     restarted = read_status(out)["counts"]
     assert (restarted["scans"], restarted["duplicates"], restarted["quarantined"]) == (1, 0, 0)
     assert forecast_times(out) == {T0 + i * STEP for i in range(2, 6)}

@@ -87,7 +87,7 @@ def watch_stream(
             batch = {p: now for p in paths if is_source_name(Path(p).name)}
             with busy:
                 catch_up, first[0] = first[0], False
-                log.debug("micro-batch %d: %d files", batch_id, len(batch))
+                log.info("micro-batch %d: %d new files", batch_id, len(batch))
                 try:
                     cycle.run(engine, batch, catch_up=catch_up)
                 except NowcastError as e:  # a batch that does not fit the store: said, and the service goes on
