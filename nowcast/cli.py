@@ -662,6 +662,8 @@ def watch(
     config: Path | None = typer.Option(None, "--config", "-c", help="watch YAML, e.g. configs/watch/default.yaml"),
     poll: float | None = typer.Option(None, "--poll", min=0.01, help="poll every N seconds instead of inotify (NFS)"),
     plot: bool = typer.Option(False, "--plot", help="also write a PNG panel and a GIF beside each forecast"),
+    engine: str = typer.Option("watchdog", "--engine", help="watchdog (inotify/polling loop) or spark (a stream)"),
+    master: str | None = typer.Option(None, "--master", help="Spark master URL for --engine spark (local[*])"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. max_wait_s=60 fallback=none"),
 ) -> None:
     """Ingest each scan as it lands and forecast as soon as its input window is whole (until SIGTERM)."""
@@ -672,7 +674,7 @@ def watch(
     from nowcast.predict.loading import load_method
     from nowcast.predict.remote import load_model_from
     from nowcast.watch import WatchConfig
-    from nowcast.watch.service import watch as run_watch
+    from nowcast.watch.engines import service_for
 
     stop = threading.Event()
 
@@ -683,13 +685,14 @@ def watch(
     try:
         extra = list(overrides or []) + ([f"poll_s={poll}"] if poll else [])
         cfg = load_config(WatchConfig, config, extra)
+        run_watch = service_for(engine, master)
         if cfg.method == "model":
             loaded = load_model_from(checkpoint)
         else:
             loaded = load_method(cfg.method, checkpoint, cfg.predict.leads)
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        run_watch(incoming, store, out, loaded, cfg, plot=plot, stop=stop)
+        run_watch(incoming, store, out, loaded, cfg, plot, stop)
     except NowcastError as e:
         fail(naming(config, e))
 

@@ -319,11 +319,13 @@ class Cycle:
         self.outputs.prune(self.cfg.keep_forecasts)
         return path
 
-    def run(self, engine: Engine, batch: Mapping[str, float]) -> list[Path]:
-        """One cycle: ingest ``batch`` (may be empty: a timer or a restart), then every forecast due."""
+    def run(self, engine: Engine, batch: Mapping[str, float], catch_up: bool = False) -> list[Path]:
+        """One cycle: ingest ``batch`` (may be empty: a timer or a restart), then every forecast due.
+
+        ``catch_up``: the batch may list files already in the store (see ``ingest_batch``)."""
         started = time.perf_counter()
         if batch:
-            self.ingest_batch(engine, batch)
+            self.ingest_batch(engine, batch, catch_up=catch_up)
         ingest_s = time.perf_counter() - started
         reader = self.refresh()
         if reader is None:

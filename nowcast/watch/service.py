@@ -44,6 +44,14 @@ def _catch_up(cycle: Cycle, engine, incoming: str) -> None:
         log.info("start-up: ingested %d files that landed in %s while the service was down", summary.n_new, incoming)
 
 
+def resume(outputs: Outputs) -> None:
+    """Remove the partial files a killed run left and point ``latest.nc`` at the newest forecast."""
+    outputs.remove_partial()
+    written = outputs.written()
+    if written and not outputs.latest_is(written[max(written)]):
+        outputs.point_latest(written[max(written)])
+
+
 def watch(
     incoming: str | Path,
     store_path: str | Path,
@@ -68,10 +76,7 @@ def watch(
     with store_lock(store_path), ExitStack() as stack:
         engine = stack.enter_context(open_engine(ingest_config(incoming, store_path, cfg).engine))
         cycle = Cycle(ingest_config(incoming, store_path, cfg), cfg, loaded, outputs, status, plot)
-        outputs.remove_partial()
-        written = outputs.written()
-        if written and not outputs.latest_is(written[max(written)]):
-            outputs.point_latest(written[max(written)])
+        resume(outputs)
         observer = start_observer(incoming, landed, cfg.poll_s)
         try:
             cycle.refresh()
